@@ -1,0 +1,144 @@
+"""Per-person data keys and the field ciphertext format.
+
+Field ciphertext (all integers big-endian)::
+
+    0x01 | 0x01 | key_version:u32 | nonce:12 | AES-256-GCM(padded plaintext) + tag:16
+
+byte 0 is the format version, byte 1 the algorithm (AES-256-GCM), ``key_version`` names the
+person's data key. The associated data binds the ciphertext to its header, its person and
+its field, so a ciphertext copied to another person or column does not decrypt. Plaintext
+is padded (0x80 then zeros) to a multiple of 32 bytes so lengths leak only coarsely.
+
+Wrapped data key::
+
+    0x01 | 0x01 | nonce:12 | AES-256-GCM(data key) + tag:16
+
+under the key-encryption key named in ``person_keys.kek_id``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import uuid
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from schema import DecryptionFailed
+
+from ._keyring import Key, KeyPurpose
+
+__all__ = ["FIELDS", "DataKey"]
+
+FIELDS = ("email", "name", "password")
+_VERSION = 0x01
+_AES_256_GCM = 0x01
+_FIELD_HEADER = struct.Struct(">BBI")
+_NONCE = 12
+_TAG = 16
+_PAD_BLOCK = 32
+_FIELD_AD = b"peoplelog/field/1\x00"
+_WRAP_AD = b"peoplelog/data-key/1\x00"
+
+
+def _pad(data: bytes) -> bytes:
+    data += b"\x80"
+    return data + b"\x00" * (-len(data) % _PAD_BLOCK)
+
+
+def _unpad(data: bytes) -> bytes:
+    end = data.rfind(b"\x80")
+    if end < 0 or data[end + 1 :].strip(b"\x00"):
+        raise ValueError("bad padding")
+    return data[:end]
+
+
+class DataKey:
+    """One person's data key. Its repr never shows the key."""
+
+    __slots__ = ("_aead", "person_id", "version")
+
+    def __init__(self, person_id: uuid.UUID, version: int, secret: bytes) -> None:
+        if len(secret) != 32:
+            raise ValueError("a data key is 32 bytes")
+        self.person_id = person_id
+        self.version = version
+        self._aead = AESGCM(secret)
+
+    def __repr__(self) -> str:
+        return f"DataKey(person_id={self.person_id}, version={self.version})"
+
+    @classmethod
+    def generate(cls, person_id: uuid.UUID, version: int = 1) -> tuple[DataKey, bytes]:
+        """A new random data key, and its secret for wrapping."""
+        secret = AESGCM.generate_key(bit_length=256)
+        return cls(person_id, version, secret), secret
+
+    def _ad(self, header: bytes, field: str) -> bytes:
+        return _FIELD_AD + header + self.person_id.bytes + field.encode("ascii")
+
+    def encrypt(self, field: str, plaintext: bytes) -> bytes:
+        if field not in FIELDS:
+            raise ValueError(f"unknown field {field!r}")
+        header = _FIELD_HEADER.pack(_VERSION, _AES_256_GCM, self.version)
+        nonce = os.urandom(_NONCE)
+        return header + nonce + self._aead.encrypt(nonce, _pad(plaintext), self._ad(header, field))
+
+    def decrypt(self, field: str, blob: bytes) -> bytes:
+        failure = DecryptionFailed(
+            f"{field} of person {self.person_id} could not be decrypted "
+            "(damaged, truncated or moved ciphertext, or the wrong key)"
+        )
+        if len(blob) < _FIELD_HEADER.size + _NONCE + _TAG:
+            raise failure
+        version, algorithm, key_version = _FIELD_HEADER.unpack_from(blob)
+        if version != _VERSION or algorithm != _AES_256_GCM or key_version != self.version:
+            raise failure
+        header = blob[: _FIELD_HEADER.size]
+        nonce = blob[_FIELD_HEADER.size : _FIELD_HEADER.size + _NONCE]
+        try:
+            padded = self._aead.decrypt(
+                nonce, blob[_FIELD_HEADER.size + _NONCE :], self._ad(header, field)
+            )
+            return _unpad(padded)
+        except (InvalidTag, ValueError):
+            raise failure from None
+
+    @staticmethod
+    def key_version_of(blob: bytes) -> int:
+        """The data-key version a field ciphertext names (no key needed)."""
+        if len(blob) < _FIELD_HEADER.size:
+            raise DecryptionFailed("ciphertext is truncated: no header")
+        return int(_FIELD_HEADER.unpack_from(blob)[2])
+
+    @staticmethod
+    def wrap(person_id: uuid.UUID, version: int, secret: bytes, kek: Key) -> bytes:
+        """Encrypt a data key under a key-encryption key."""
+        if kek.purpose is not KeyPurpose.KEK:
+            raise ValueError("wrapping needs a kek")
+        nonce = os.urandom(_NONCE)
+        ad = _wrap_ad(kek.id, person_id, version)
+        return bytes([_VERSION, _AES_256_GCM]) + nonce + AESGCM(kek.secret).encrypt(
+            nonce, secret, ad
+        )
+
+    @classmethod
+    def unwrap(cls, person_id: uuid.UUID, version: int, blob: bytes, kek: Key) -> DataKey:
+        failure = DecryptionFailed(
+            f"data key {version} of person {person_id} could not be unwrapped with "
+            f"key-encryption key {kek.id!r} (wrong key or damaged wrapped key)"
+        )
+        if len(blob) != 2 + _NONCE + 32 + _TAG or blob[0] != _VERSION or blob[1] != _AES_256_GCM:
+            raise failure
+        try:
+            secret = AESGCM(kek.secret).decrypt(
+                blob[2 : 2 + _NONCE], blob[2 + _NONCE :], _wrap_ad(kek.id, person_id, version)
+            )
+        except InvalidTag:
+            raise failure from None
+        return cls(person_id, version, secret)
+
+
+def _wrap_ad(kek_id: str, person_id: uuid.UUID, version: int) -> bytes:
+    return _WRAP_AD + kek_id.encode("ascii") + b"\x00" + person_id.bytes + struct.pack(">I", version)

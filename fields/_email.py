@@ -1,0 +1,94 @@
+"""Email normalisation (versioned) and the keyed blind index used for lookup."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import unicodedata
+
+import email_validator
+
+from schema import InvalidInput
+
+from ._keyring import Key, KeyPurpose
+
+__all__ = ["NORMALISATION_VERSION", "BlindIndex", "NormalisedEmail", "normalise_email"]
+
+NORMALISATION_VERSION = 1
+MAX_EMAIL_INPUT = 320
+
+
+class NormalisedEmail:
+    """An email in the two forms peoplelog uses. Its repr never shows the address.
+
+    ``display`` is what is encrypted and shown back (domain lower-cased, Unicode form);
+    ``lookup_key`` is what is blind-indexed: NFC, local part lower-cased, domain in
+    lower-case IDNA ASCII form. ``+tags`` are kept in both.
+    """
+
+    __slots__ = ("display", "lookup_key")
+
+    def __init__(self, display: str, lookup_key: str) -> None:
+        self.display = display
+        self.lookup_key = lookup_key
+
+    def __repr__(self) -> str:
+        return "NormalisedEmail(<redacted>)"
+
+
+def normalise_email(raw: str) -> NormalisedEmail:
+    """Validate and normalise an email address (normalisation version 1).
+
+    Errors say what is wrong without echoing the address.
+    """
+    if not isinstance(raw, str):
+        raise InvalidInput("email must be text")
+    if len(raw) > MAX_EMAIL_INPUT:
+        raise InvalidInput(f"email is too long ({len(raw)} characters; at most 254 bytes)")
+    if "\x00" in raw:
+        raise InvalidInput("email contains a NUL byte")
+    text = unicodedata.normalize("NFC", raw.strip())
+    if not text:
+        raise InvalidInput("email is empty")
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text):
+        raise InvalidInput("email contains control or invisible formatting characters")
+    try:
+        result = email_validator.validate_email(
+            text, check_deliverability=False, allow_smtputf8=True, allow_quoted_local=False
+        )
+    except email_validator.EmailNotValidError as exc:
+        raise InvalidInput(f"invalid email address: {_redact(str(exc), text)}") from None
+    local = unicodedata.normalize("NFC", result.local_part)
+    lookup = f"{local.lower()}@{result.ascii_domain.lower()}"
+    display = f"{local}@{result.domain.lower()}"
+    return NormalisedEmail(display, lookup)
+
+
+def _redact(message: str, raw: str) -> str:
+    local, _, domain = raw.rpartition("@")
+    for part in sorted({raw, local, domain}, key=len, reverse=True):
+        if len(part) >= 3:
+            message = message.replace(part, "<redacted>")
+    return message
+
+
+class BlindIndex:
+    """HMAC-SHA256 of a normalised email under the blind-index key.
+
+    The input is ``b"peoplelog/email/1\\x00" + lookup_key (UTF-8)``, so a change of
+    normalisation changes every digest rather than silently mixing two schemes.
+    """
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: Key) -> None:
+        if key.purpose is not KeyPurpose.BLIND_INDEX:
+            raise ValueError("a blind index needs a blind-index key")
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"BlindIndex(key_id={self.key.id!r})"
+
+    def digest(self, email: NormalisedEmail) -> bytes:
+        message = b"peoplelog/email/%d\x00" % NORMALISATION_VERSION + email.lookup_key.encode()
+        return hmac.new(self.key.secret, message, hashlib.sha256).digest()

@@ -1,0 +1,210 @@
+"""Named, versioned keys kept outside the database: a JSON file (mode 0600) or an env var."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import secrets
+import stat
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from schema import KeyNotFound, KeyringError
+
+__all__ = ["KEYRING_FORMAT", "Key", "KeyPurpose", "Keyring", "keyring_path"]
+
+KEYRING_FORMAT = "peoplelog-keyring/1"
+_ENV_PATH = "PEOPLELOG_KEYRING"
+_ENV_JSON = "PEOPLELOG_KEYRING_JSON"
+
+
+class KeyPurpose(StrEnum):
+    KEK = "kek"
+    """Wraps per-person data keys."""
+    BLIND_INDEX = "blind-index"
+    """HMAC key of the email blind index."""
+
+
+class Key:
+    """A secret with a name and a purpose. Its repr never shows the secret."""
+
+    __slots__ = ("created_at", "id", "purpose", "secret")
+
+    def __init__(self, key_id: str, purpose: KeyPurpose, secret: bytes, created_at: str) -> None:
+        self.id = key_id
+        self.purpose = purpose
+        self.secret = secret
+        self.created_at = created_at
+
+    def __repr__(self) -> str:
+        return f"Key(id={self.id!r}, purpose={self.purpose.value!r})"
+
+
+class _KeyEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+    purpose: KeyPurpose
+    secret: str = Field(repr=False)
+    created_at: str
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_is_32_bytes(cls, value: str) -> str:
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        except (binascii.Error, ValueError):
+            raise ValueError("secret is not base64url") from None
+        if len(raw) != 32:
+            raise ValueError(f"secret must be 32 bytes, got {len(raw)}")
+        return value
+
+
+class _KeyringFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: str
+    active: dict[KeyPurpose, str]
+    keys: list[_KeyEntry]
+
+
+class Keyring:
+    """The keys of one deployment. Never stored in the database.
+
+    ``active`` names the key used for new writes per purpose; older keys stay to read
+    what they protected.
+    """
+
+    def __init__(self, keys: Mapping[str, Key], active: Mapping[KeyPurpose, str],
+                 source: str = "<memory>") -> None:
+        self._keys = dict(keys)
+        self._active = dict(active)
+        self.source = source
+        for purpose in KeyPurpose:
+            key_id = self._active.get(purpose)
+            if key_id is None:
+                raise KeyringError(f"keyring {source}: no active {purpose.value} key")
+            key = self._keys.get(key_id)
+            if key is None:
+                raise KeyNotFound(f"keyring {source}: active {purpose.value} key "
+                                  f"{key_id!r} is not in the keyring")
+            if key.purpose is not purpose:
+                raise KeyringError(f"keyring {source}: key {key_id!r} is a "
+                                   f"{key.purpose.value} key, not a {purpose.value} key")
+
+    def __repr__(self) -> str:
+        return f"Keyring(source={self.source!r}, keys={sorted(self._keys)!r})"
+
+    def active(self, purpose: KeyPurpose) -> Key:
+        return self._keys[self._active[purpose]]
+
+    def get(self, key_id: str, purpose: KeyPurpose) -> Key:
+        key = self._keys.get(key_id)
+        if key is None or key.purpose is not purpose:
+            raise KeyNotFound(
+                f"{purpose.value} key {key_id!r} is not in the keyring {self.source}"
+            )
+        return key
+
+    @classmethod
+    def generate(cls) -> Keyring:
+        """A fresh keyring with one key per purpose."""
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        keys = {
+            f"{purpose.value}-1": Key(f"{purpose.value}-1", purpose, secrets.token_bytes(32), now)
+            for purpose in KeyPurpose
+        }
+        return cls(keys, {purpose: f"{purpose.value}-1" for purpose in KeyPurpose})
+
+    def to_json(self) -> str:
+        document = {
+            "format": KEYRING_FORMAT,
+            "active": {purpose.value: key_id for purpose, key_id in self._active.items()},
+            "keys": [
+                {
+                    "id": key.id,
+                    "purpose": key.purpose.value,
+                    "secret": base64.urlsafe_b64encode(key.secret).decode().rstrip("="),
+                    "created_at": key.created_at,
+                }
+                for key in self._keys.values()
+            ],
+        }
+        return json.dumps(document, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str = "<memory>") -> Keyring:
+        try:
+            parsed = _KeyringFile.model_validate_json(text)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'document'}: {err['msg']}"
+                for err in exc.errors(include_input=False, include_url=False)
+            )
+            raise KeyringError(f"keyring {source} is malformed: {problems}") from None
+        if parsed.format != KEYRING_FORMAT:
+            raise KeyringError(
+                f"keyring {source} has format {parsed.format!r}, expected {KEYRING_FORMAT!r}"
+            )
+        keys: dict[str, Key] = {}
+        for entry in parsed.keys:
+            if entry.id in keys:
+                raise KeyringError(f"keyring {source} has key id {entry.id!r} twice")
+            secret = base64.urlsafe_b64decode(entry.secret + "=" * (-len(entry.secret) % 4))
+            keys[entry.id] = Key(entry.id, entry.purpose, secret, entry.created_at)
+        return cls(keys, parsed.active, source)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Keyring:
+        """Read a keyring file, refusing one that group or others can read."""
+        path = Path(path)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            raise KeyringError(
+                f"keyring {path} does not exist (run `peoplelog init` to create one)"
+            ) from None
+        except OSError as exc:
+            raise KeyringError(f"keyring {path} cannot be opened: {exc.strerror}") from None
+        with os.fdopen(fd, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise KeyringError(f"keyring {path} is not a regular file")
+            if mode & 0o077:
+                raise KeyringError(
+                    f"keyring {path} is accessible by group or others "
+                    f"(mode {stat.S_IMODE(mode):04o}); run: chmod 600 {path}"
+                )
+            text = handle.read()
+        return cls.from_json(text, str(path))
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write a new keyring file with mode 0600; never overwrite an existing one."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise KeyringError(f"keyring {path} already exists; refusing to overwrite") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(self.to_json())
+
+    @classmethod
+    def from_environment(cls, home: Path, env: Mapping[str, str] | None = None) -> Keyring:
+        """``PEOPLELOG_KEYRING_JSON`` (the keyring itself), else the file at
+        ``PEOPLELOG_KEYRING``, else ``$PEOPLELOG_HOME/keyring.json``."""
+        env = os.environ if env is None else env
+        if env.get(_ENV_JSON):
+            return cls.from_json(env[_ENV_JSON], f"${_ENV_JSON}")
+        return cls.load(keyring_path(home, env))
+
+
+def keyring_path(home: Path, env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env[_ENV_PATH]) if env.get(_ENV_PATH) else home / "keyring.json"

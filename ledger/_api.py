@@ -1,0 +1,268 @@
+"""The Python API: one ``Ledger`` object per application."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from types import TracebackType
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fields import Keyring, PasswordHasher, normalise_email
+from schema import (
+    HistoryEntry,
+    InvalidInput,
+    PersonNotFound,
+    PersonView,
+    VersionRecord,
+    VersionRef,
+    apply_migrations,
+    grant_app_role,
+)
+
+from . import _read, _write
+from ._inputs import check_actor, check_name, check_person_id, check_reason, check_version
+from ._store import Conn, Database, Settings
+from ._time import now_micros
+
+__all__ = ["Ledger"]
+
+T = TypeVar("T")
+
+
+class Ledger:
+    """Write and read person versions.
+
+    >>> with Ledger.open() as ledger:                      # doctest: +SKIP
+    ...     ref = ledger.create_person(email="ada@example.org", name="Ada")
+    ...     ledger.update_person(ref.person_id, name="Ada L.", expect_version=0)
+
+    ``keyring`` may be None for key-free work (history, verification); writes and
+    decryption need it.
+    """
+
+    def __init__(self, database: Database, keyring: Keyring | None) -> None:
+        self.database = database
+        self._keyring = keyring
+        self._hasher = PasswordHasher()
+
+    def __repr__(self) -> str:
+        return f"Ledger(database={self.database.where!r}, keyring={self._keyring!r})"
+
+    @classmethod
+    def open(
+        cls,
+        database_url: str | None = None,
+        keyring: Keyring | str | Path | None = None,
+        *,
+        settings: Settings | None = None,
+        pool_size: int = 4,
+        require_keyring: bool = True,
+    ) -> Ledger:
+        """Connect using explicit arguments, falling back to the environment."""
+        settings = settings or Settings.from_environment()
+        if database_url is not None:
+            settings = Settings(home=settings.home, database_url=database_url)
+        if isinstance(keyring, (str, Path)):
+            keyring = Keyring.load(keyring)
+        elif keyring is None and require_keyring:
+            keyring = Keyring.from_environment(settings.home)
+        return cls(Database.from_settings(settings, pool_size=pool_size), keyring)
+
+    def close(self) -> None:
+        self.database.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @property
+    def keyring(self) -> Keyring:
+        if self._keyring is None:
+            raise InvalidInput("this operation needs the keyring")
+        return self._keyring
+
+    def migrate(self, app_role: str | None = None) -> list[str]:
+        """Apply pending migrations; optionally grant an application role its rights."""
+        def work(conn: Conn) -> list[str]:
+            applied = apply_migrations(conn)
+            if app_role is not None:
+                grant_app_role(conn, app_role)
+            return applied
+
+        return self.database.run(work)
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def create_person(
+        self,
+        *,
+        email: str,
+        name: str,
+        password: str | None = None,
+        password_hash: str | None = None,
+        verified: bool = False,
+        actor: str | None = None,
+        reason: str | None = None,
+        person_id: uuid.UUID | str | None = None,
+    ) -> VersionRef:
+        """Create a person at version 0. The email must not be claimed by anyone else."""
+        normalised = normalise_email(email)
+        clean_name = check_name(name)
+        phc = self._password_hash(password, password_hash)
+        new = _write.prepare_new_person(
+            self.keyring,
+            email=normalised,
+            name=clean_name,
+            password_hash=phc,
+            verified_at=now_micros() if verified else None,
+            actor=check_actor(actor),
+            reason=check_reason(reason),
+            person_id=None if person_id is None else check_person_id(person_id),
+        )
+        return self.database.transaction(
+            lambda conn: _write.insert_new_person(conn, new),
+            resume=lambda conn: _found(conn, new.record.person_id, new.cid),
+        )
+
+    def update_person(
+        self,
+        person_id: uuid.UUID | str,
+        *,
+        email: str | None = None,
+        name: str | None = None,
+        password: str | None = None,
+        password_hash: str | None = None,
+        verified: bool | None = None,
+        expect_version: int | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+    ) -> VersionRef:
+        """Append a version changing the given fields.
+
+        With ``expect_version`` the write fails with ``VersionConflict`` unless the head is
+        still that version. Without it the change applies to whatever the head is.
+        A change that changes nothing writes nothing (``written`` is False).
+        """
+        pid = check_person_id(person_id)
+        change = self._change(email, name, password, password_hash, verified, actor, reason)
+        if expect_version is not None:
+            check_version(expect_version, "expected version")
+        return self.database.transaction(
+            lambda conn: _write.apply_change(conn, self.keyring, pid, change, expect_version)
+        )
+
+    def prepare_update(self, person_id: uuid.UUID | str, **changes: Any) -> VersionRecord:
+        """Build (but do not write) the version an update would append now; ``append`` it
+        later, as often as needed: re-sending the same record never writes twice."""
+        pid = check_person_id(person_id)
+        change = self._change(
+            changes.pop("email", None), changes.pop("name", None), changes.pop("password", None),
+            changes.pop("password_hash", None), changes.pop("verified", None),
+            changes.pop("actor", None), changes.pop("reason", None),
+        )
+        if changes:
+            raise InvalidInput(f"unknown fields: {', '.join(sorted(changes))}")
+        return self.database.run(lambda conn: _write.prepare_record(conn, self.keyring, pid, change))
+
+    def append(self, record: VersionRecord) -> VersionRef:
+        """Append a prepared version; idempotent on its CID."""
+        return self.database.transaction(
+            lambda conn: _write.append_record(conn, self.keyring, record),
+        )
+
+    def erase_person(self, person_id: uuid.UUID | str, *, actor: str | None = None,
+                     reason: str | None = None) -> VersionRef:
+        """Erase by crypto-shredding: the data key and lookup go, an ``erased`` version is
+        appended, the chain still verifies."""
+        pid = check_person_id(person_id)
+        clean_actor, clean_reason = check_actor(actor), check_reason(reason)
+        return self.database.transaction(
+            lambda conn: _write.erase_person(conn, pid, clean_actor, clean_reason)
+        )
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def get_person(self, person_id: uuid.UUID | str, version: int | None = None) -> PersonView:
+        pid = check_person_id(person_id)
+        if version is not None:
+            check_version(version)
+        return self._run(lambda conn: _read.read_person(conn, self._keyring, pid, version))
+
+    def history(self, person_id: uuid.UUID | str) -> list[HistoryEntry]:
+        pid = check_person_id(person_id)
+        return self._run(lambda conn: _read.history(conn, pid))
+
+    def find_person(self, email: str) -> uuid.UUID:
+        """The person currently claiming ``email``; ``PersonNotFound`` if none."""
+        normalised = normalise_email(email)
+        found = self._run(lambda conn: _read.find_person_id(conn, self.keyring, normalised))
+        if found is None:
+            raise PersonNotFound("no person has this email")
+        return found
+
+    def authenticate(self, email: str, password: str) -> uuid.UUID | None:
+        """The person whose email and password match, else None.
+
+        Unknown emails cost a full argon2id check against a dummy hash, so response time
+        does not reveal who is registered. An outdated hash is upgraded on success.
+        """
+        try:
+            normalised = normalise_email(email)
+        except InvalidInput:
+            return self._hasher.verify_dummy(password) or None
+        pid = self._run(lambda conn: _read.find_person_id(conn, self.keyring, normalised))
+        phc = None if pid is None else self._run(
+            lambda conn: _read.read_password_hash(conn, self.keyring, pid)
+        )
+        if pid is None or phc is None:
+            return self._hasher.verify_dummy(password) or None
+        if not self._hasher.verify(phc, password):
+            return None
+        if self._hasher.needs_rehash(phc):
+            self.update_person(pid, password_hash=self._hasher.hash(password),
+                               actor="peoplelog", reason="argon2id parameters upgraded")
+        return pid
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _run(self, work: Callable[[Conn], T]) -> T:
+        return self.database.run(work)
+
+    def _password_hash(self, password: str | None, password_hash: str | None) -> str | None:
+        if password is not None and password_hash is not None:
+            raise InvalidInput("give a password or a password hash, not both")
+        if password is not None:
+            return self._hasher.hash(password)
+        if password_hash is not None:
+            if not PasswordHasher.is_phc(password_hash):
+                raise InvalidInput("password hash is not an argon2id PHC string")
+            return password_hash
+        return None
+
+    def _change(self, email: str | None, name: str | None, password: str | None,
+                password_hash: str | None, verified: bool | None, actor: str | None,
+                reason: str | None) -> _write.Change:
+        change = _write.Change(
+            email=None if email is None else normalise_email(email),
+            name=None if name is None else check_name(name),
+            password_hash=self._password_hash(password, password_hash),
+            verified=verified,
+            actor=check_actor(actor),
+            reason=check_reason(reason),
+        )
+        if change.is_empty():
+            raise InvalidInput("nothing to update: give at least one field to change")
+        return change
+
+
+def _found(conn: Conn, person_id: uuid.UUID, cid: str) -> VersionRef | None:
+    row = conn.execute(
+        "SELECT version FROM people WHERE person_id = %s AND cid = %s", (person_id, cid)
+    ).fetchone()
+    if row is None:
+        return None
+    return VersionRef(person_id=person_id, version=row[0], cid=cid, written=True)

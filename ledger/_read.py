@@ -1,0 +1,123 @@
+"""Reading persons back: one version decrypted, a history, an email lookup."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+
+from fields import BlindIndex, DataKey, Keyring, KeyPurpose, NormalisedEmail
+from schema import (
+    HistoryEntry,
+    Op,
+    PersonErased,
+    PersonNotFound,
+    PersonView,
+    VersionNotFound,
+)
+
+from ._write import load_data_key
+
+__all__ = ["find_person_id", "history", "read_person", "read_password_hash"]
+
+Conn = psycopg.Connection[Any]
+
+_COLUMNS = (
+    "version, cid, prev, op, recorded_at, actor, reason, email, name, password, verified_at"
+)
+
+
+def _person_exists(conn: Conn, person_id: uuid.UUID) -> bool:
+    return conn.execute(
+        "SELECT 1 FROM people WHERE person_id = %s AND version = 0", (person_id,)
+    ).fetchone() is not None
+
+
+def read_person(conn: Conn, keyring: Keyring | None, person_id: uuid.UUID,
+                version: int | None = None) -> PersonView:
+    """The person as of ``version`` (default: the newest), decrypted when keys allow."""
+    latest = conn.execute(
+        "SELECT version, created_at, erased_at FROM people_latest WHERE person_id = %s",
+        (person_id,),
+    ).fetchone()
+    if latest is None:
+        raise PersonNotFound(f"person {person_id} not found")
+    head_version, created_at, erased_at = latest
+    wanted = head_version if version is None else version
+    row = conn.execute(
+        f"SELECT {_COLUMNS} FROM people WHERE person_id = %s AND version = %s",  # noqa: S608
+        (person_id, wanted),
+    ).fetchone()
+    if row is None:
+        raise VersionNotFound(
+            f"person {person_id} has no version {wanted} (newest is {head_version})"
+        )
+    (ver, cid, prev, op, recorded_at, _actor, _reason, email, name, password,
+     verified_at) = row
+    erased = erased_at is not None
+    plain_email = plain_name = None
+    if not erased and keyring is not None:
+        data_key = load_data_key(conn, keyring, person_id)
+        plain_email = _decrypt(data_key, "email", email)
+        plain_name = _decrypt(data_key, "name", name)
+    return PersonView(
+        person_id=person_id, version=ver, cid=cid, prev=prev, op=op,
+        email=plain_email, name=plain_name, has_password=password is not None,
+        verified_at=verified_at, recorded_at=recorded_at, created_at=created_at,
+        erased=erased,
+    )
+
+
+def _decrypt(data_key: DataKey, field: str, blob: bytes | None) -> str | None:
+    if blob is None:
+        return None
+    return data_key.decrypt(field, bytes(blob)).decode("utf-8")
+
+
+def history(conn: Conn, person_id: uuid.UUID) -> list[HistoryEntry]:
+    """Every version of the person, oldest first, with the fields each one changed.
+
+    Changes are seen by comparing ciphertexts, so no key is needed.
+    """
+    entries: list[HistoryEntry] = []
+    before: dict[str, Any] | None = None
+    with conn.cursor() as cur:
+        cur.execute(
+            f"SELECT {_COLUMNS} FROM people WHERE person_id = %s ORDER BY version",  # noqa: S608
+            (person_id,),
+        )
+        for row in cur:
+            fields = dict(zip(("email", "name", "password", "verified_at"), row[7:], strict=True))
+            if before is None:
+                changed = [k for k, v in fields.items() if v is not None]
+            else:
+                changed = [k for k, v in fields.items() if v != before[k]]
+            entries.append(HistoryEntry(
+                version=row[0], cid=row[1], prev=row[2], op=row[3], recorded_at=row[4],
+                actor=row[5], reason=row[6], changed=changed,
+            ))
+            before = fields
+    if not entries:
+        raise PersonNotFound(f"person {person_id} not found")
+    return entries
+
+
+def find_person_id(conn: Conn, keyring: Keyring, email: NormalisedEmail) -> uuid.UUID | None:
+    blind = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
+    row = conn.execute(
+        "SELECT person_id FROM email_lookup WHERE blind_index = %s", (blind.digest(email),)
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def read_password_hash(conn: Conn, keyring: Keyring, person_id: uuid.UUID) -> str | None:
+    row = conn.execute(
+        "SELECT password, op FROM people_latest WHERE person_id = %s", (person_id,)
+    ).fetchone()
+    if row is None or row[0] is None:
+        return None
+    if row[1] == Op.ERASED:
+        raise PersonErased(f"person {person_id} was erased")
+    data_key = load_data_key(conn, keyring, person_id)
+    return data_key.decrypt("password", bytes(row[0])).decode("ascii")

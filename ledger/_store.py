@@ -1,0 +1,228 @@
+"""Where the ledger lives: settings, the embedded PostgreSQL, connections, retries.
+
+Driver errors are translated into the peoplelog error tree here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from schema import (
+    ConfigurationError,
+    Conflict,
+    DatabaseError,
+    DatabaseUnavailable,
+    PeoplelogError,
+)
+
+__all__ = ["Database", "Settings", "translate_errors"]
+
+log = logging.getLogger("peoplelog")
+T = TypeVar("T")
+Conn = psycopg.Connection[Any]
+
+_CONNECT_TIMEOUT = 5
+_RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Configuration read from the environment."""
+
+    home: Path
+    database_url: str | None
+
+    @classmethod
+    def from_environment(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        home = Path(env.get("PEOPLELOG_HOME") or ".peoplelog").expanduser()
+        url = env.get("PEOPLELOG_DATABASE_URL") or env.get("DATABASE_URL") or None
+        return cls(home=home, database_url=url)
+
+
+_embedded: dict[Path, Any] = {}
+
+
+def embedded_database_url(home: Path) -> str:
+    """Start (or join) the pgserver PostgreSQL under ``home/pgdata``; return its URL."""
+    pgdata = (home / "pgdata").resolve()
+    server = _embedded.get(pgdata)
+    if server is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                import pgserver
+        except ImportError as exc:  # pragma: no cover - pgserver is a dependency
+            raise ConfigurationError(f"embedded PostgreSQL unavailable: {exc}") from None
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                server = pgserver.get_server(pgdata, cleanup_mode="stop")
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DatabaseUnavailable(
+                f"embedded PostgreSQL in {pgdata} did not start: {first}"
+            ) from None
+        _embedded[pgdata] = server
+    return str(server.get_uri())
+
+
+def describe(conninfo: str) -> str:
+    """Where a connection string points, without any password."""
+    try:
+        params = conninfo_to_dict(conninfo)
+    except psycopg.ProgrammingError:
+        return "<unparseable database URL>"
+    host = params.get("host") or "localhost"
+    port = params.get("port") or "5432"
+    where = host if str(host).startswith("/") else f"{host}:{port}"
+    return f"{where}/{params.get('dbname') or params.get('user') or ''}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def translate_errors(where: str = "") -> Iterator[None]:
+    """Turn driver errors into peoplelog errors (the one place this happens)."""
+    try:
+        yield
+    except PeoplelogError:
+        raise
+    except pg_errors.InsufficientPrivilege as exc:
+        raise ConfigurationError(f"permission denied by PostgreSQL: {_first_line(exc)}") from None
+    except pg_errors.UndefinedTable as exc:
+        raise ConfigurationError(
+            f"the database is not initialised ({_first_line(exc)}); run `peoplelog init`"
+        ) from None
+    except pg_errors.UniqueViolation as exc:
+        raise Conflict(f"conflicting write: {_first_line(exc)}") from None
+    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            raise DatabaseError(f"query cancelled: {_first_line(exc)}") from None
+        raise DatabaseUnavailable(
+            f"lost or failed connection to PostgreSQL{where}: {_first_line(exc)}"
+        ) from None
+    except psycopg.Error as exc:
+        state = getattr(exc, "sqlstate", None) or "?"
+        raise DatabaseError(f"database error {state}: {_first_line(exc)}") from None
+
+
+class Database:
+    """Connections to one PostgreSQL database: a pool, or one connection for the CLI."""
+
+    def __init__(self, conninfo: str, *, pool_size: int = 4) -> None:
+        self.conninfo = conninfo
+        self.where = describe(conninfo)
+        self._single: Conn | None = self._connect()
+        self._pool: ConnectionPool[Conn] | None = None
+        if pool_size > 1:
+            self._single.close()
+            self._single = None
+            self._pool = ConnectionPool(
+                conninfo,
+                min_size=1,
+                max_size=pool_size,
+                kwargs={"autocommit": True, "connect_timeout": _CONNECT_TIMEOUT},
+                open=False,
+                name="peoplelog",
+            )
+            try:
+                self._pool.open(wait=True, timeout=_CONNECT_TIMEOUT * 2)
+            except PoolTimeout:
+                raise DatabaseUnavailable(
+                    f"cannot connect to PostgreSQL at {self.where}: pool timed out"
+                ) from None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, pool_size: int = 4) -> Database:
+        url = settings.database_url or embedded_database_url(settings.home)
+        return cls(url, pool_size=pool_size)
+
+    def _connect(self) -> Conn:
+        try:
+            return psycopg.connect(
+                self.conninfo, autocommit=True, connect_timeout=_CONNECT_TIMEOUT
+            )
+        except psycopg.ProgrammingError as exc:
+            raise ConfigurationError(f"invalid database URL: {_first_line(exc)}") from None
+        except psycopg.Error as exc:
+            raise DatabaseUnavailable(
+                f"cannot connect to PostgreSQL at {self.where}: {_first_line(exc)}"
+            ) from None
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Conn]:
+        if self._pool is not None:
+            try:
+                with self._pool.connection(timeout=_CONNECT_TIMEOUT * 6) as conn:
+                    yield conn
+            except PoolTimeout:
+                raise DatabaseUnavailable(
+                    f"no connection to PostgreSQL at {self.where} became available"
+                ) from None
+            return
+        if self._single is None or self._single.closed or self._single.broken:
+            self._single = self._connect()
+        yield self._single
+
+    def run(self, work: Callable[[Conn], T]) -> T:
+        """Run ``work`` on a connection (autocommit), with driver errors translated."""
+        with self.connection() as conn, translate_errors(f" at {self.where}"):
+            return work(conn)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+        if self._single is not None:
+            self._single.close()
+
+    def transaction(self, work: Callable[[Conn], T], *, attempts: int = 12,
+                    resume: Callable[[Conn], T | None] | None = None) -> T:
+        """Run ``work`` in one transaction, retrying serialization failures and deadlocks.
+
+        After a lost connection the outcome of the commit is unknown; the transaction is
+        retried only when ``resume`` is given: it looks for the earlier attempt's effect
+        and returns its result, or None to run ``work`` again.
+        """
+        delay = 0.002
+        lost = False
+        for attempt in range(1, attempts + 1):
+            try:
+                with translate_errors(f" at {self.where}"):
+                    try:
+                        with self.connection() as conn:
+                            if lost and resume is not None:
+                                done = resume(conn)
+                                if done is not None:
+                                    return done
+                            with conn.transaction():
+                                return work(conn)
+                    except _RETRYABLE:
+                        if attempt == attempts:
+                            raise
+            except DatabaseUnavailable:
+                if resume is None or attempt == attempts:
+                    raise
+                lost = True
+                log.warning("connection lost; retrying (attempt %d)", attempt)
+            time.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not crypto
+            delay = min(delay * 2, 0.25)
+        raise AssertionError("unreachable")  # pragma: no cover

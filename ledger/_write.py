@@ -1,0 +1,433 @@
+"""The append path: every write is one transaction that inserts version n+1 on the head
+and updates the projections (``people_latest``, ``email_lookup``) with it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from fields import BlindIndex, DataKey, Keyring, KeyPurpose, NormalisedEmail, normalise_email
+from schema import (
+    Conflict,
+    DecryptionFailed,
+    EmailTaken,
+    InvalidInput,
+    Op,
+    PersonErased,
+    PersonNotFound,
+    VersionConflict,
+    VersionRecord,
+    VersionRef,
+)
+
+from ._cid import version_cid
+from ._time import from_micros, now_micros, to_micros
+
+__all__ = [
+    "Change",
+    "Head",
+    "NewPerson",
+    "append_record",
+    "apply_change",
+    "erase_person",
+    "insert_new_person",
+    "load_data_key",
+    "lock_head",
+    "prepare_new_person",
+]
+
+Conn = psycopg.Connection[Any]
+
+_INSERT_VERSION = """
+INSERT INTO people (person_id, version, cid, prev, format, op, recorded_at, actor, reason,
+                    email, name, password, verified_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+"""
+_UPSERT_LATEST = """
+INSERT INTO people_latest AS l (person_id, version, cid, op, created_at, recorded_at,
+                                email, name, password, verified_at, erased_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (person_id) DO UPDATE SET
+    version = EXCLUDED.version, cid = EXCLUDED.cid, op = EXCLUDED.op,
+    recorded_at = EXCLUDED.recorded_at, email = EXCLUDED.email, name = EXCLUDED.name,
+    password = EXCLUDED.password, verified_at = EXCLUDED.verified_at,
+    erased_at = EXCLUDED.erased_at
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The newest version of a person, as ``people_latest`` holds it."""
+
+    person_id: uuid.UUID
+    version: int
+    cid: str
+    op: str
+    created_at: datetime
+    recorded_at: datetime
+    email: bytes | None
+    name: bytes | None
+    password: bytes | None
+    verified_at: datetime | None
+    erased_at: datetime | None
+
+
+def lock_head(conn: Conn, person_id: uuid.UUID, *, lock: bool = True) -> Head | None:
+    query = (
+        "SELECT person_id, version, cid, op, created_at, recorded_at, email, name, password,"
+        " verified_at, erased_at FROM people_latest WHERE person_id = %s"
+    )
+    row = conn.execute(query + (" FOR UPDATE" if lock else ""), (person_id,)).fetchone()
+    return None if row is None else Head(*row)
+
+
+def load_data_key(conn: Conn, keyring: Keyring, person_id: uuid.UUID) -> DataKey:
+    row = conn.execute(
+        "SELECT key_version, kek_id, wrapped_key FROM person_keys WHERE person_id = %s"
+        " ORDER BY key_version DESC LIMIT 1",
+        (person_id,),
+    ).fetchone()
+    if row is None:
+        raise PersonErased(f"person {person_id} has no data key (erased)")
+    key_version, kek_id, wrapped = row
+    kek = keyring.get(kek_id, KeyPurpose.KEK)
+    return DataKey.unwrap(person_id, key_version, bytes(wrapped), kek)
+
+
+def _set_lookup(conn: Conn, person_id: uuid.UUID, digest: bytes | None, key_id: str) -> None:
+    conn.execute("DELETE FROM email_lookup WHERE person_id = %s", (person_id,))
+    if digest is None:
+        return
+    try:
+        with conn.transaction():
+            conn.execute(
+                "INSERT INTO email_lookup (blind_index, person_id, key_id, norm)"
+                " VALUES (%s, %s, %s, 1)",
+                (digest, person_id, key_id),
+            )
+    except pg_errors.UniqueViolation:
+        raise EmailTaken("email is already registered to another person") from None
+
+
+def _insert(conn: Conn, record: VersionRecord, cid: str) -> None:
+    try:
+        with conn.transaction():
+            conn.execute(
+                _INSERT_VERSION,
+                (
+                    record.person_id, record.version, cid, record.prev, record.format,
+                    record.op, from_micros(record.recorded_at), record.actor, record.reason,
+                    record.email, record.name, record.password,
+                    None if record.verified_at is None else from_micros(record.verified_at),
+                ),
+            )
+    except pg_errors.UniqueViolation:
+        raise VersionConflict(
+            f"person {record.person_id} already has a version {record.version}"
+        ) from None
+    except pg_errors.RaiseException as exc:
+        if exc.sqlstate == "PL001":
+            raise VersionConflict(
+                f"version {record.version} of person {record.person_id} does not extend "
+                "its chain (prev is not the current head)"
+            ) from None
+        raise
+
+
+def _upsert_latest(conn: Conn, record: VersionRecord, cid: str, created_at: datetime) -> None:
+    recorded = from_micros(record.recorded_at)
+    conn.execute(
+        _UPSERT_LATEST,
+        (
+            record.person_id, record.version, cid, record.op, created_at, recorded,
+            record.email, record.name, record.password,
+            None if record.verified_at is None else from_micros(record.verified_at),
+            recorded if record.op == Op.ERASED else None,
+        ),
+    )
+
+
+# --- creating a person -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewPerson:
+    """Everything a create writes, built before the transaction (no plaintext inside)."""
+
+    record: VersionRecord
+    cid: str
+    kek_id: str
+    wrapped_key: bytes
+    blind_index: bytes
+    blind_key_id: str
+
+
+def prepare_new_person(
+    keyring: Keyring,
+    *,
+    email: NormalisedEmail,
+    name: str,
+    password_hash: str | None,
+    verified_at: int | None,
+    actor: str | None,
+    reason: str | None,
+    person_id: uuid.UUID | None = None,
+) -> NewPerson:
+    person_id = person_id or uuid.uuid4()
+    data_key, secret = DataKey.generate(person_id)
+    kek = keyring.active(KeyPurpose.KEK)
+    blind = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
+    record = VersionRecord(
+        person_id=person_id,
+        version=0,
+        prev=None,
+        op=Op.CREATED.value,
+        recorded_at=now_micros(),
+        actor=actor,
+        reason=reason,
+        email=data_key.encrypt("email", email.display.encode()),
+        name=data_key.encrypt("name", name.encode()),
+        password=None if password_hash is None else data_key.encrypt(
+            "password", password_hash.encode()
+        ),
+        verified_at=verified_at,
+    )
+    return NewPerson(
+        record=record,
+        cid=version_cid(record),
+        kek_id=kek.id,
+        wrapped_key=DataKey.wrap(person_id, data_key.version, secret, kek),
+        blind_index=blind.digest(email),
+        blind_key_id=blind.key.id,
+    )
+
+
+def insert_new_person(conn: Conn, new: NewPerson) -> VersionRef:
+    record = new.record
+    existing = conn.execute(
+        "SELECT cid FROM people WHERE person_id = %s AND version = 0", (record.person_id,)
+    ).fetchone()
+    if existing is not None:
+        if existing[0] == new.cid:
+            return VersionRef(person_id=record.person_id, version=0, cid=new.cid, written=False)
+        raise Conflict(f"person {record.person_id} already exists")
+    conn.execute(
+        "INSERT INTO person_keys (person_id, key_version, kek_id, wrapped_key)"
+        " VALUES (%s, 1, %s, %s)",
+        (record.person_id, new.kek_id, new.wrapped_key),
+    )
+    _insert(conn, record, new.cid)
+    _upsert_latest(conn, record, new.cid, from_micros(record.recorded_at))
+    _set_lookup(conn, record.person_id, new.blind_index, new.blind_key_id)
+    return VersionRef(person_id=record.person_id, version=0, cid=new.cid)
+
+
+# --- changing a person --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What a caller asks to change. Plaintext stays in memory only; repr hides it."""
+
+    email: NormalisedEmail | None = None
+    name: str | None = None
+    password_hash: str | None = None
+    verified: bool | None = None
+    actor: str | None = None
+    reason: str | None = None
+
+    def __repr__(self) -> str:
+        asked = [f for f in ("email", "name", "password_hash", "verified")
+                 if getattr(self, f) is not None]
+        return f"Change(fields={asked!r})"
+
+    def is_empty(self) -> bool:
+        return (self.email is None and self.name is None and self.password_hash is None
+                and self.verified is None)
+
+
+def _require_writable(head: Head | None, person_id: uuid.UUID) -> Head:
+    if head is None:
+        raise PersonNotFound(f"person {person_id} not found")
+    if head.erased_at is not None:
+        raise PersonErased(f"person {person_id} was erased; it cannot be changed")
+    return head
+
+
+def _same(data_key: DataKey, field: str, blob: bytes | None, value: bytes) -> bool:
+    if blob is None:
+        return False
+    try:
+        return data_key.decrypt(field, blob) == value
+    except DecryptionFailed:
+        return False
+
+
+def build_next(head: Head, data_key: DataKey, change: Change,
+               now: int) -> tuple[VersionRecord, bool, bytes | None]:
+    """The version that applies ``change`` on ``head``: (record, email changed, new email).
+
+    Unchanged fields carry their ciphertext forward byte for byte.
+    """
+    email, name, password = head.email, head.name, head.password
+    verified_at = None if head.verified_at is None else to_micros(head.verified_at)
+    changed: list[str] = []
+    new_email: bytes | None = None
+    if change.email is not None:
+        value = change.email.display.encode()
+        if not _same(data_key, "email", head.email, value):
+            email = data_key.encrypt("email", value)
+            new_email = value
+            changed.append("email")
+            verified_at = None
+    if change.name is not None:
+        value = change.name.encode()
+        if not _same(data_key, "name", head.name, value):
+            name = data_key.encrypt("name", value)
+            changed.append("name")
+    if change.password_hash is not None:
+        password = data_key.encrypt("password", change.password_hash.encode())
+        changed.append("password")
+    recorded_at = max(now, to_micros(head.recorded_at))
+    if change.verified is True and verified_at is None:
+        verified_at = recorded_at
+        changed.append("verified")
+    elif change.verified is False and verified_at is not None:
+        verified_at = None
+        changed.append("verified")
+    if not changed:
+        op = ""
+    elif changed == ["verified"] and verified_at is not None:
+        op = Op.EMAIL_VERIFIED.value
+    elif changed == ["password"]:
+        op = Op.PASSWORD_CHANGED.value
+    else:
+        op = Op.UPDATED.value
+    record = VersionRecord(
+        person_id=head.person_id,
+        version=head.version + 1,
+        prev=head.cid,
+        op=op,
+        recorded_at=recorded_at,
+        actor=change.actor,
+        reason=change.reason,
+        email=email,
+        name=name,
+        password=password,
+        verified_at=verified_at,
+    )
+    return record, "email" in changed, new_email
+
+
+def apply_change(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Change,
+                 expect_version: int | None) -> VersionRef:
+    """Lock the head, build the next version on it, write it and the projections."""
+    head = _require_writable(lock_head(conn, person_id), person_id)
+    if expect_version is not None and head.version != expect_version:
+        raise VersionConflict(
+            f"person {person_id} is at version {head.version}, not {expect_version}; "
+            "nothing was written"
+        )
+    data_key = load_data_key(conn, keyring, person_id)
+    record, email_changed, _ = build_next(head, data_key, change, now_micros())
+    if not record.op:
+        return VersionRef(person_id=person_id, version=head.version, cid=head.cid,
+                          written=False)
+    cid = version_cid(record)
+    _insert(conn, record, cid)
+    _upsert_latest(conn, record, cid, head.created_at)
+    if email_changed and change.email is not None:
+        blind = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
+        _set_lookup(conn, person_id, blind.digest(change.email), blind.key.id)
+    return VersionRef(person_id=person_id, version=record.version, cid=cid)
+
+
+def erase_person(conn: Conn, person_id: uuid.UUID, actor: str | None,
+                 reason: str | None) -> VersionRef:
+    """Crypto-shred: drop the data key and lookup entry, append an ``erased`` version."""
+    head = lock_head(conn, person_id)
+    if head is None:
+        raise PersonNotFound(f"person {person_id} not found")
+    if head.erased_at is not None:
+        return VersionRef(person_id=person_id, version=head.version, cid=head.cid,
+                          written=False)
+    conn.execute("DELETE FROM person_keys WHERE person_id = %s", (person_id,))
+    conn.execute("DELETE FROM email_lookup WHERE person_id = %s", (person_id,))
+    record = VersionRecord(
+        person_id=person_id,
+        version=head.version + 1,
+        prev=head.cid,
+        op=Op.ERASED.value,
+        recorded_at=max(now_micros(), to_micros(head.recorded_at)),
+        actor=actor,
+        reason=reason,
+        email=None,
+        name=None,
+        password=None,
+        verified_at=None,
+    )
+    cid = version_cid(record)
+    _insert(conn, record, cid)
+    _upsert_latest(conn, record, cid, head.created_at)
+    return VersionRef(person_id=person_id, version=record.version, cid=cid)
+
+
+def append_record(conn: Conn, keyring: Keyring, record: VersionRecord) -> VersionRef:
+    """Append a version built elsewhere (e.g. by ``Ledger.prepare_update``); idempotent.
+
+    A record already stored (same person, same CID) succeeds without a second row. A record
+    whose prev is not the head is a conflict. Its ciphertexts must decrypt under the
+    person's data key (so they belong to this person and field).
+    """
+    cid = version_cid(record)
+    stored = conn.execute(
+        "SELECT version FROM people WHERE person_id = %s AND cid = %s",
+        (record.person_id, cid),
+    ).fetchone()
+    if stored is not None:
+        return VersionRef(person_id=record.person_id, version=stored[0], cid=cid,
+                          written=False)
+    if record.version == 0 or record.op in (Op.CREATED, Op.ERASED):
+        raise InvalidInput("only update versions can be appended as records; use "
+                           "create_person or erase_person")
+    if record.op not in {op.value for op in Op}:
+        raise InvalidInput(f"unknown op {record.op!r}")
+    head = _require_writable(lock_head(conn, record.person_id), record.person_id)
+    if record.prev != head.cid or record.version != head.version + 1:
+        raise VersionConflict(
+            f"person {record.person_id} is at version {head.version}; the record extends "
+            f"version {record.version - 1}"
+        )
+    data_key = load_data_key(conn, keyring, record.person_id)
+    plain_email: bytes | None = None
+    for field in ("email", "name", "password"):
+        blob = getattr(record, field)
+        if blob is not None:
+            plaintext = data_key.decrypt(field, blob)
+            if field == "email":
+                plain_email = plaintext
+    _insert(conn, record, cid)
+    _upsert_latest(conn, record, cid, head.created_at)
+    if record.email != head.email:
+        blind = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
+        digest = None
+        if plain_email is not None:
+            digest = blind.digest(normalise_email(plain_email.decode()))
+        _set_lookup(conn, record.person_id, digest, blind.key.id)
+    return VersionRef(person_id=record.person_id, version=record.version, cid=cid)
+
+
+def prepare_record(conn: Conn, keyring: Keyring, person_id: uuid.UUID,
+                   change: Change) -> VersionRecord:
+    """The version ``change`` would append on the current head, without writing it."""
+    head = _require_writable(lock_head(conn, person_id, lock=False), person_id)
+    data_key = load_data_key(conn, keyring, person_id)
+    record, _, _ = build_next(head, data_key, change, now_micros())
+    if not record.op:
+        raise InvalidInput("the change does not change anything")
+    return replace(record)

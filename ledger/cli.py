@@ -1,0 +1,322 @@
+"""The ``peoplelog`` command line: a thin layer over the library, JSON with ``--json``.
+
+Exit codes: 0 ok, 1 verification found damage, 2 bad usage, input or configuration,
+3 not found, 4 conflict, 5 unexpected error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fields import Keyring, keyring_path
+from projections import verify_ledger
+from schema import InvalidInput, PeoplelogError
+
+from . import _cid
+from ._api import Ledger
+from ._inputs import check_person_id
+from ._store import Database, Settings
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_DAMAGE, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_INTERNAL = range(6)
+
+Handler = Callable[[argparse.Namespace], tuple[Any, int]]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with examples shown under each command's help."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _settings() -> Settings:
+    return Settings.from_environment()
+
+
+def _ledger(*, keys: bool = True) -> Ledger:
+    return Ledger.open(pool_size=1, require_keyring=keys)
+
+
+def _read_password(args: argparse.Namespace) -> str | None:
+    if not getattr(args, "password_stdin", False):
+        return None
+    raw = sys.stdin.buffer.readline()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("password on stdin is not valid UTF-8") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    if not text:
+        raise InvalidInput("no password on stdin")
+    return text
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> tuple[Any, int]:
+    settings = _settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    keyring_created = False
+    path = keyring_path(settings.home)
+    if not os.environ.get("PEOPLELOG_KEYRING_JSON"):
+        if not path.exists():
+            Keyring.generate().save(path)
+            keyring_created = True
+        Keyring.load(path)
+    database = Database.from_settings(settings, pool_size=1)
+    try:
+        applied = Ledger(database, None).migrate(app_role=args.app_role)
+    finally:
+        database.close()
+    result = {
+        "database": database.where,
+        "migrations_applied": applied,
+        "keyring": "$PEOPLELOG_KEYRING_JSON" if os.environ.get("PEOPLELOG_KEYRING_JSON")
+        else str(path),
+        "keyring_created": keyring_created,
+        "app_role": args.app_role,
+    }
+    return result, EXIT_OK
+
+
+def cmd_cid(args: argparse.Namespace) -> tuple[Any, int]:
+    data = sys.stdin.buffer.read()
+    if args.json:
+        try:
+            document = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise InvalidInput(f"stdin is not a JSON document: {exc}") from None
+        data = _cid.canonical_json(document)
+    return _cid.cid_of(data), EXIT_OK
+
+
+def cmd_create(args: argparse.Namespace) -> tuple[Any, int]:
+    password = _read_password(args)
+    with _ledger() as ledger:
+        ref = ledger.create_person(email=args.email, name=args.name, password=password,
+                                   verified=args.verified, actor=args.actor, reason=args.reason)
+    return ref.model_dump(mode="json"), EXIT_OK
+
+
+def cmd_update(args: argparse.Namespace) -> tuple[Any, int]:
+    password = _read_password(args)
+    with _ledger() as ledger:
+        ref = ledger.update_person(
+            args.person_id, email=args.email, name=args.name, password=password,
+            verified=True if args.verified else None, expect_version=args.expect_version,
+            actor=args.actor, reason=args.reason,
+        )
+    return ref.model_dump(mode="json"), EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> tuple[Any, int]:
+    with _ledger() as ledger:
+        view = ledger.get_person(args.person_id, args.version)
+    return view.model_dump(mode="json"), EXIT_OK
+
+
+def cmd_history(args: argparse.Namespace) -> tuple[Any, int]:
+    with _ledger(keys=False) as ledger:
+        entries = ledger.history(args.person_id)
+    return [entry.model_dump(mode="json") for entry in entries], EXIT_OK
+
+
+def cmd_erase(args: argparse.Namespace) -> tuple[Any, int]:
+    with _ledger(keys=False) as ledger:
+        ref = ledger.erase_person(args.person_id, actor=args.actor, reason=args.reason)
+    return ref.model_dump(mode="json"), EXIT_OK
+
+
+def cmd_find(args: argparse.Namespace) -> tuple[Any, int]:
+    with _ledger() as ledger:
+        person_id = ledger.find_person(args.email)
+    return {"person_id": str(person_id)}, EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> tuple[Any, int]:
+    person = None if args.person is None else check_person_id(args.person)
+    database = Database.from_settings(_settings(), pool_size=1)
+    try:
+        report = database.run(lambda conn: verify_ledger(conn, person))
+    finally:
+        database.close()
+    return report.model_dump(mode="json"), EXIT_OK if report.ok else EXIT_DAMAGE
+
+
+# --- output -------------------------------------------------------------------------------
+
+
+def _human(value: Any, indent: str = "") -> str:
+    if isinstance(value, dict):
+        lines = []
+        for key, item in value.items():
+            if isinstance(item, (dict, list)) and item:
+                lines.append(f"{indent}{key}:")
+                lines.append(_human(item, indent + "  "))
+            else:
+                lines.append(f"{indent}{key}: {_scalar(item)}")
+        return "\n".join(lines)
+    if isinstance(value, list):
+        return "\n".join(
+            f"{indent}-\n{_human(item, indent + '  ')}" if isinstance(item, dict)
+            else f"{indent}- {_scalar(item)}" for item in value
+        ) or f"{indent}(none)"
+    return f"{indent}{_scalar(value)}"
+
+
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "-"
+    return str(value)
+
+
+# --- parser -------------------------------------------------------------------------------
+
+_EPILOG = """\
+exit codes: 0 ok, 1 verification found damage, 2 bad usage/input/configuration,
+            3 not found, 4 conflict, 5 unexpected error
+
+environment: PEOPLELOG_HOME (default ./.peoplelog), PEOPLELOG_DATABASE_URL or DATABASE_URL
+             (default: embedded PostgreSQL under PEOPLELOG_HOME), PEOPLELOG_KEYRING (file,
+             default $PEOPLELOG_HOME/keyring.json) or PEOPLELOG_KEYRING_JSON (the keyring)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="machine-readable JSON on stdout (errors as JSON on stderr)")
+    parser = _Parser(prog="peoplelog", parents=[common], epilog=_EPILOG,
+                     description="Append-only, tamper-evident identity store on PostgreSQL.")
+    parser.set_defaults(json=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(owner: Any, name: str, handler: Handler, help_text: str, example: str,
+                **kw: Any) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = owner.add_parser(
+            name, parents=[common], help=help_text, description=help_text,
+            epilog=f"example:\n  {example}", formatter_class=argparse.RawDescriptionHelpFormatter,
+            **kw,
+        )
+        p.set_defaults(handler=handler)
+        return p
+
+    def who(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--actor", help="who makes the change (stored in plain text)")
+        p.add_argument("--reason", help="why (stored in plain text)")
+
+    p = command(sub, "init", cmd_init, "create or upgrade the schema and the keyring",
+                "peoplelog init --app-role peoplelog_app")
+    p.add_argument("--app-role", metavar="NAME",
+                   help="grant this existing role INSERT/SELECT on people (and what the "
+                        "projections need)")
+
+    p = command(sub, "cid", cmd_cid, "print the CID of the bytes on stdin",
+                "echo '{\"b\":1,\"a\":2}' | peoplelog cid --json")
+    p.epilog = (p.epilog or "") + (
+        "\n\nwith --json, stdin is a JSON document that is canonicalised (RFC 8785) first;"
+        "\nthe output is the CID alone in both modes")
+
+    person = sub.add_parser("person", help="create, change, read and erase persons",
+                            parents=[common])
+    psub = person.add_subparsers(dest="person_command", required=True, metavar="COMMAND")
+
+    p = command(psub, "create", cmd_create, "create a person (version 0)",
+                "printf 'secret-pass\\n' | peoplelog person create --email ada@example.org "
+                "--name 'Ada Lovelace' --password-stdin --json")
+    p.add_argument("--email", required=True)
+    p.add_argument("--name", required=True)
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of stdin")
+    p.add_argument("--verified", action="store_true", help="the email is already verified")
+    who(p)
+
+    p = command(psub, "update", cmd_update, "append a version that changes fields",
+                "peoplelog person update PERSON_ID --name 'Ada King' --expect-version 0")
+    p.add_argument("person_id", metavar="PERSON_ID")
+    p.add_argument("--email")
+    p.add_argument("--name")
+    p.add_argument("--verified", action="store_true", help="mark the email verified")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the new password from the first line of stdin")
+    p.add_argument("--expect-version", type=int, metavar="V",
+                   help="fail with exit 4 unless the newest version is V")
+    who(p)
+
+    p = command(psub, "show", cmd_show, "show a person, decrypted",
+                "peoplelog person show PERSON_ID --version 0 --json")
+    p.add_argument("person_id", metavar="PERSON_ID")
+    p.add_argument("--version", type=int, metavar="V", help="that version (default: newest)")
+
+    p = command(psub, "history", cmd_history, "list every version, oldest first (no keys "
+                "needed)", "peoplelog person history PERSON_ID --json")
+    p.add_argument("person_id", metavar="PERSON_ID")
+
+    p = command(psub, "erase", cmd_erase, "erase a person by deleting their data key",
+                "peoplelog person erase PERSON_ID --actor dpo --reason 'GDPR art. 17'")
+    p.add_argument("person_id", metavar="PERSON_ID")
+    who(p)
+
+    p = command(psub, "find", cmd_find, "find the person who currently has an email",
+                "peoplelog person find --email ada@example.org")
+    p.add_argument("--email", required=True)
+
+    p = command(sub, "verify", cmd_verify,
+                "recompute every CID and check every chain (no keys needed)",
+                "peoplelog verify --json")
+    p.add_argument("--person", metavar="PERSON_ID", help="check one person only")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("PEOPLELOG_LOG_LEVEL", "WARNING").upper(),
+                        format="peoplelog: %(levelname)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result, code = args.handler(args)
+    except PeoplelogError as exc:
+        _error(args, exc.kind, exc.message)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _error(args, "interrupted", "interrupted")
+        return 130
+    except Exception as exc:
+        if os.environ.get("PEOPLELOG_DEBUG"):
+            raise
+        _error(args, "internal", f"unexpected {type(exc).__name__}; set PEOPLELOG_DEBUG=1 "
+               "for a traceback")
+        return EXIT_INTERNAL
+    if args.json:
+        if isinstance(result, str):
+            print(result)
+        else:
+            print(json.dumps(result, ensure_ascii=False, indent=None))
+    else:
+        print(_human(result))
+    return code
+
+
+def _error(args: argparse.Namespace, kind: str, message: str) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps({"error": kind, "message": message}), file=sys.stderr)
+    else:
+        print(f"peoplelog: error: {message}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Apply the numbered SQL migrations under ``schema/migrations`` exactly once each."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+import psycopg
+from psycopg import sql
+
+from ._errors import ConfigurationError, InvalidInput
+
+__all__ = ["Migration", "apply_migrations", "grant_app_role", "migrations"]
+
+_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+_LOCK_KEY = 0x70656F706C656C6F  # "peoplelo": serialises concurrent `init` runs
+
+
+@dataclass(frozen=True)
+class Migration:
+    number: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def migrations() -> list[Migration]:
+    """The migrations shipped with this release, in order."""
+    found: list[Migration] = []
+    for entry in resources.files("schema").joinpath("migrations").iterdir():
+        match = _NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text("utf-8")))
+    return sorted(found, key=lambda m: m.number)
+
+
+def apply_migrations(conn: psycopg.Connection[object]) -> list[str]:
+    """Apply pending migrations in one transaction; return the names applied.
+
+    Idempotent: applied migrations are recorded in ``peoplelog_migrations`` with a checksum,
+    and a changed file that was already applied is refused rather than silently skipped.
+    """
+    applied: list[str] = []
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        conn.execute(
+            """CREATE TABLE IF NOT EXISTS peoplelog_migrations (
+                   number     integer PRIMARY KEY,
+                   name       text NOT NULL,
+                   checksum   text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {
+            row[0]: row[1]
+            for row in conn.execute("SELECT number, checksum FROM peoplelog_migrations")
+        }
+        for migration in migrations():
+            if migration.number in done:
+                if done[migration.number] != migration.checksum:
+                    raise ConfigurationError(
+                        f"migration {migration.number:03d}_{migration.name} was applied "
+                        "with different contents; refusing to continue"
+                    )
+                continue
+            conn.execute(migration.sql.encode())
+            conn.execute(
+                "INSERT INTO peoplelog_migrations (number, name, checksum) VALUES (%s, %s, %s)",
+                (migration.number, migration.name, migration.checksum),
+            )
+            applied.append(f"{migration.number:03d}_{migration.name}")
+    return applied
+
+
+_APP_GRANTS: tuple[tuple[str, str], ...] = (
+    ("people", "SELECT, INSERT"),
+    ("people_latest", "SELECT, INSERT, UPDATE"),
+    ("email_lookup", "SELECT, INSERT, DELETE"),
+    ("person_keys", "SELECT, INSERT, DELETE"),
+    ("peoplelog_migrations", "SELECT"),
+)
+
+
+def grant_app_role(conn: psycopg.Connection[object], role: str) -> None:
+    """Give ``role`` what an application needs and nothing more.
+
+    On ``people`` that is INSERT and SELECT only: the role can neither change nor remove a
+    version, whatever the trigger does.
+    """
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    if exists is None:
+        raise InvalidInput(f"role {role!r} does not exist; create it first (CREATE ROLE ...)")
+    ident = sql.Identifier(role)
+    with conn.transaction():
+        conn.execute(
+            sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+                sql.Identifier(_current_schema(conn)), ident
+            )
+        )
+        for table, privileges in _APP_GRANTS:
+            conn.execute(
+                sql.SQL("REVOKE ALL ON {} FROM {}").format(sql.Identifier(table), ident)
+            )
+            conn.execute(
+                sql.SQL("GRANT " + privileges + " ON {} TO {}").format(
+                    sql.Identifier(table), ident
+                )
+            )
+        conn.execute(
+            sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
+                sql.Identifier("people_seq_seq"), ident
+            )
+        )
+
+
+def _current_schema(conn: psycopg.Connection[object]) -> str:
+    row = conn.execute("SELECT current_schema()").fetchone()
+    if row is None or row[0] is None:
+        raise ConfigurationError("no current schema: check the connection's search_path")
+    return str(row[0])

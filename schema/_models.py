@@ -1,0 +1,106 @@
+"""What a version is, and the shapes the ledger hands back to callers."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "FORMAT_VERSION",
+    "HistoryEntry",
+    "Op",
+    "PersonView",
+    "VersionRecord",
+    "VersionRef",
+]
+
+FORMAT_VERSION = 1
+"""Version of the envelope format; part of every envelope, so of every CID."""
+
+
+class Op(StrEnum):
+    """What a version did to the person."""
+
+    CREATED = "created"
+    UPDATED = "updated"
+    EMAIL_VERIFIED = "email_verified"
+    PASSWORD_CHANGED = "password_changed"
+    ERASED = "erased"
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRecord:
+    """One version as stored: the envelope fields, ciphertexts at rest.
+
+    Timestamps are integer microseconds since the Unix epoch (UTC); byte fields are the
+    ciphertexts exactly as stored. Nothing here is plaintext personal data.
+    """
+
+    person_id: uuid.UUID
+    version: int
+    prev: str | None
+    op: str
+    recorded_at: int
+    actor: str | None
+    reason: str | None
+    email: bytes | None
+    name: bytes | None
+    password: bytes | None
+    verified_at: int | None
+    format: int = FORMAT_VERSION
+
+    def __repr__(self) -> str:
+        return (
+            f"VersionRecord(person_id={self.person_id}, version={self.version}, "
+            f"op={self.op!r}, prev={self.prev!r})"
+        )
+
+
+class VersionRef(BaseModel):
+    """Where a write landed."""
+
+    model_config = ConfigDict(frozen=True)
+
+    person_id: uuid.UUID
+    version: int
+    cid: str
+    written: bool = True
+    """False when the write changed nothing or re-sent a version already stored."""
+
+
+class PersonView(BaseModel):
+    """A person as of one version, decrypted with the keyring."""
+
+    model_config = ConfigDict(frozen=True)
+
+    person_id: uuid.UUID
+    version: int
+    cid: str
+    prev: str | None
+    op: str
+    email: str | None = Field(repr=False)
+    name: str | None = Field(repr=False)
+    has_password: bool
+    verified_at: datetime | None
+    recorded_at: datetime
+    created_at: datetime
+    erased: bool
+
+
+class HistoryEntry(BaseModel):
+    """One line of a person's history: what happened, when, by whom and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int
+    cid: str
+    prev: str | None
+    op: str
+    recorded_at: datetime
+    actor: str | None
+    reason: str | None
+    changed: list[str]
