@@ -15,13 +15,13 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python scripts/demo.py
+	BIN=$(BIN) bash scripts/demo.sh
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check ledger fields schema projections tests scripts
+	$(BIN)/ruff check ledger fields schema projections tests
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

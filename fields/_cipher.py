@@ -141,4 +141,5 @@ class DataKey:
 
 
 def _wrap_ad(kek_id: str, person_id: uuid.UUID, version: int) -> bytes:
-    return _WRAP_AD + kek_id.encode("ascii") + b"\x00" + person_id.bytes + struct.pack(">I", version)
+    return (_WRAP_AD + kek_id.encode("ascii") + b"\x00" + person_id.bytes
+            + struct.pack(">I", version))

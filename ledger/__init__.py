@@ -32,7 +32,15 @@ from schema import (
 )
 
 from ._api import Ledger
-from ._cid import CID_PREFIX, canonical_json, cid_of, envelope, envelope_bytes, parse_cid, version_cid
+from ._cid import (
+    CID_PREFIX,
+    canonical_json,
+    cid_of,
+    envelope,
+    envelope_bytes,
+    parse_cid,
+    version_cid,
+)
 from ._store import Database, Settings
 
 __all__ = [

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fields import Keyring, PasswordHasher, normalise_email
@@ -148,7 +148,9 @@ class Ledger:
         A change that changes nothing writes nothing (``written`` is False).
         """
         pid = check_person_id(person_id)
-        change = self._change(email, name, password, password_hash, verified, actor, reason)
+        change = self._change(email=email, name=name, password=password,
+                              password_hash=password_hash, verified=verified, actor=actor,
+                              reason=reason)
         if expect_version is not None:
             check_version(expect_version, "expected version")
         return self.database.transaction(
@@ -160,13 +162,17 @@ class Ledger:
         later, as often as needed: re-sending the same record never writes twice."""
         pid = check_person_id(person_id)
         change = self._change(
-            changes.pop("email", None), changes.pop("name", None), changes.pop("password", None),
-            changes.pop("password_hash", None), changes.pop("verified", None),
-            changes.pop("actor", None), changes.pop("reason", None),
+            email=changes.pop("email", None), name=changes.pop("name", None),
+            password=changes.pop("password", None),
+            password_hash=changes.pop("password_hash", None),
+            verified=changes.pop("verified", None), actor=changes.pop("actor", None),
+            reason=changes.pop("reason", None),
         )
         if changes:
             raise InvalidInput(f"unknown fields: {', '.join(sorted(changes))}")
-        return self.database.run(lambda conn: _write.prepare_record(conn, self.keyring, pid, change))
+        return self.database.run(
+            lambda conn: _write.prepare_record(conn, self.keyring, pid, change)
+        )
 
     def append(self, record: VersionRecord) -> VersionRef:
         """Append a prepared version; idempotent on its CID."""
@@ -213,13 +219,15 @@ class Ledger:
         try:
             normalised = normalise_email(email)
         except InvalidInput:
-            return self._hasher.verify_dummy(password) or None
+            self._hasher.verify_dummy(password)
+            return None
         pid = self._run(lambda conn: _read.find_person_id(conn, self.keyring, normalised))
         phc = None if pid is None else self._run(
             lambda conn: _read.read_password_hash(conn, self.keyring, pid)
         )
         if pid is None or phc is None:
-            return self._hasher.verify_dummy(password) or None
+            self._hasher.verify_dummy(password)
+            return None
         if not self._hasher.verify(phc, password):
             return None
         if self._hasher.needs_rehash(phc):
@@ -243,7 +251,7 @@ class Ledger:
             return password_hash
         return None
 
-    def _change(self, email: str | None, name: str | None, password: str | None,
+    def _change(self, *, email: str | None, name: str | None, password: str | None,
                 password_hash: str | None, verified: bool | None, actor: str | None,
                 reason: str | None) -> _write.Change:
         change = _write.Change(

@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 import rfc8785
+from multiformats import CID
 
 from schema import InvalidInput, VersionRecord
 
@@ -31,7 +32,6 @@ __all__ = [
 CID_PREFIX = b"\x01\x55\x12\x20"
 """CIDv1 (0x01), raw (0x55), sha2-256 (0x12), 32-byte digest (0x20)."""
 _CID_TEXT = re.compile(r"^bafkrei[a-z2-7]{52}$")
-_MAX_SAFE_INTEGER = 2**53 - 1
 
 
 def cid_of(data: bytes) -> str:
@@ -83,7 +83,7 @@ def version_cid(record: VersionRecord) -> str:
     return cid_of(envelope_bytes(record))
 
 
-def canonical_json(document: object) -> bytes:
+def canonical_json(document: Any) -> bytes:
     """RFC 8785 canonical bytes of any JSON document."""
     try:
         return bytes(rfc8785.dumps(document))
@@ -97,8 +97,6 @@ def parse_cid(text: str) -> str:
         raise InvalidInput(
             "not a peoplelog CID (expected CIDv1 raw sha2-256 in base32: 'bafkrei' + 52 chars)"
         )
-    from multiformats import CID
-
     try:
         cid = CID.decode(text)
     except Exception:
@@ -106,9 +104,3 @@ def parse_cid(text: str) -> str:
     if cid.version != 1 or cid.codec.name != "raw" or cid.hashfun.name != "sha2-256":
         raise InvalidInput("CID must be v1, raw, sha2-256")
     return text
-
-
-def check_integer(value: int, what: str) -> int:
-    if not -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER:
-        raise InvalidInput(f"{what} is out of the exact JSON integer range")
-    return value

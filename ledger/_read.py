@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from fields import BlindIndex, DataKey, Keyring, KeyPurpose, NormalisedEmail
+from fields import BlindIndex, DataKey, KeyPurpose, Keyring, NormalisedEmail
 from schema import (
     HistoryEntry,
     Op,
@@ -19,7 +19,7 @@ from schema import (
 
 from ._write import load_data_key
 
-__all__ = ["find_person_id", "history", "read_person", "read_password_hash"]
+__all__ = ["find_person_id", "history", "read_password_hash", "read_person"]
 
 Conn = psycopg.Connection[Any]
 

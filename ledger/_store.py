@@ -65,14 +65,16 @@ def embedded_database_url(home: Path) -> str:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                import pgserver
+                import pgserver  # noqa: PLC0415 - slow import, only for the embedded server
         except ImportError as exc:  # pragma: no cover - pgserver is a dependency
             raise ConfigurationError(f"embedded PostgreSQL unavailable: {exc}") from None
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                server = pgserver.get_server(pgdata, cleanup_mode="stop")
+                server = pgserver.get_server(  # type: ignore[attr-defined]
+                    pgdata, cleanup_mode="stop"
+                )
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise DatabaseUnavailable(

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from fields import BlindIndex, DataKey, Keyring, KeyPurpose, NormalisedEmail, normalise_email
+from fields import BlindIndex, DataKey, KeyPurpose, Keyring, NormalisedEmail, normalise_email
 from schema import (
     Conflict,
     DecryptionFailed,

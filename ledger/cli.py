@@ -197,7 +197,7 @@ environment: PEOPLELOG_HOME (default ./.peoplelog), PEOPLELOG_DATABASE_URL or DA
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="machine-readable JSON on stdout (errors as JSON on stderr)")
     parser = _Parser(prog="peoplelog", parents=[common], epilog=_EPILOG,
@@ -287,8 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="peoplelog: %(levelname)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
+    handler: Handler = args.handler
     try:
-        result, code = args.handler(args)
+        result, code = handler(args)
     except PeoplelogError as exc:
         _error(args, exc.kind, exc.message)
         return exc.exit_code

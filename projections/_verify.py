@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 from pydantic import BaseModel, ConfigDict
 
-from ledger import FORMAT_VERSION, Op, VersionRecord, cid_of, envelope_bytes
+from ledger import FORMAT_VERSION, Op, PersonNotFound, VersionRecord, cid_of, envelope_bytes
 
 __all__ = ["Finding", "VerificationReport", "iter_findings", "verify_ledger"]
 
@@ -119,8 +119,6 @@ def iter_findings(conn: Conn, person_id: uuid.UUID | None = None, *,
             erased = erased or op == Op.ERASED
             expected, last_cid = version + 1, cid
     if person_id is not None and tally.rows == 0:
-        from ledger import PersonNotFound
-
         raise PersonNotFound(f"person {person_id} not found")
 
 

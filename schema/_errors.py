@@ -10,8 +10,8 @@ from typing import ClassVar
 
 __all__ = [
     "ChainBroken",
-    "Conflict",
     "ConfigurationError",
+    "Conflict",
     "DatabaseError",
     "DatabaseUnavailable",
     "DecryptionFailed",

@@ -6,6 +6,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -39,7 +40,7 @@ def migrations() -> list[Migration]:
     return sorted(found, key=lambda m: m.number)
 
 
-def apply_migrations(conn: psycopg.Connection[object]) -> list[str]:
+def apply_migrations(conn: psycopg.Connection[Any]) -> list[str]:
     """Apply pending migrations in one transaction; return the names applied.
 
     Idempotent: applied migrations are recorded in ``peoplelog_migrations`` with a checksum,
@@ -85,7 +86,7 @@ _APP_GRANTS: tuple[tuple[str, str], ...] = (
 )
 
 
-def grant_app_role(conn: psycopg.Connection[object], role: str) -> None:
+def grant_app_role(conn: psycopg.Connection[Any], role: str) -> None:
     """Give ``role`` what an application needs and nothing more.
 
     On ``people`` that is INSERT and SELECT only: the role can neither change nor remove a
@@ -117,7 +118,7 @@ def grant_app_role(conn: psycopg.Connection[object], role: str) -> None:
         )
 
 
-def _current_schema(conn: psycopg.Connection[object]) -> str:
+def _current_schema(conn: psycopg.Connection[Any]) -> str:
     row = conn.execute("SELECT current_schema()").fetchone()
     if row is None or row[0] is None:
         raise ConfigurationError("no current schema: check the connection's search_path")

@@ -28,7 +28,7 @@ class Op(StrEnum):
     CREATED = "created"
     UPDATED = "updated"
     EMAIL_VERIFIED = "email_verified"
-    PASSWORD_CHANGED = "password_changed"
+    PASSWORD_CHANGED = "password_changed"  # noqa: S105 - an op name
     ERASED = "erased"
 
 
