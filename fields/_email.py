@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import unicodedata
 
 import email_validator
@@ -16,6 +17,7 @@ __all__ = ["NORMALISATION_VERSION", "BlindIndex", "NormalisedEmail", "normalise_
 
 NORMALISATION_VERSION = 1
 MAX_EMAIL_INPUT = 320
+MAX_LOCAL_PART = 64
 
 
 class NormalisedEmail:
@@ -59,6 +61,10 @@ def normalise_email(raw: str) -> NormalisedEmail:
     except email_validator.EmailNotValidError as exc:
         raise InvalidInput(f"invalid email address: {_redact(str(exc), text)}") from None
     local = unicodedata.normalize("NFC", result.local_part)
+    if len(local.encode("utf-8")) > MAX_LOCAL_PART:
+        raise InvalidInput(
+            f"invalid email address: the part before the @ is longer than {MAX_LOCAL_PART} bytes"
+        )
     lookup = f"{local.lower()}@{result.ascii_domain.lower()}"
     display = f"{local}@{result.domain.lower()}"
     return NormalisedEmail(display, lookup)
@@ -66,10 +72,11 @@ def normalise_email(raw: str) -> NormalisedEmail:
 
 def _redact(message: str, raw: str) -> str:
     local, _, domain = raw.rpartition("@")
-    for part in sorted({raw, local, domain}, key=len, reverse=True):
+    for part in sorted({raw, local, domain, *domain.split(".")}, key=len, reverse=True):
         if len(part) >= 3:
             message = message.replace(part, "<redacted>")
-    return message
+    # IDNA errors quote a (case-mapped) label: hide every quoted run longer than a character.
+    return re.sub(r"'[^']{2,}'", "'<redacted>'", message)
 
 
 class BlindIndex:

@@ -13,6 +13,7 @@ from psycopg import errors as pg_errors
 
 from fields import BlindIndex, DataKey, KeyPurpose, Keyring, NormalisedEmail, normalise_email
 from schema import (
+    FORMAT_VERSION,
     Conflict,
     DecryptionFailed,
     EmailTaken,
@@ -26,6 +27,7 @@ from schema import (
 )
 
 from ._cid import version_cid
+from ._inputs import check_actor, check_reason
 from ._time import from_micros, now_micros, to_micros
 
 __all__ = [
@@ -130,7 +132,7 @@ def _insert(conn: Conn, record: VersionRecord, cid: str) -> None:
         raise VersionConflict(
             f"person {record.person_id} already has a version {record.version}"
         ) from None
-    except pg_errors.RaiseException as exc:
+    except psycopg.Error as exc:  # PL001 is a custom class: psycopg raises ProgrammingError
         if exc.sqlstate == "PL001":
             raise VersionConflict(
                 f"version {record.version} of person {record.person_id} does not extend "
@@ -377,6 +379,28 @@ def erase_person(conn: Conn, person_id: uuid.UUID, actor: str | None,
     return VersionRef(person_id=person_id, version=record.version, cid=cid)
 
 
+_MAX_MICROS = 2**53 - 1
+
+
+def _check_record(record: VersionRecord) -> None:
+    """A record from outside must be one this library could have written."""
+    if record.format != FORMAT_VERSION:
+        raise InvalidInput(f"envelope format {record.format} is not {FORMAT_VERSION}")
+    if record.op not in {op.value for op in Op}:
+        raise InvalidInput("unknown op")
+    for what, value in (("recorded_at", record.recorded_at),
+                        ("verified_at", record.verified_at)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not 0 <= value <= _MAX_MICROS):
+            raise InvalidInput(f"{what} must be integer microseconds in 0..2**53-1")
+    if check_actor(record.actor) != record.actor:
+        raise InvalidInput("actor is not in normal form (trimmed, NFC, within limits)")
+    if check_reason(record.reason) != record.reason:
+        raise InvalidInput("reason is not in normal form (trimmed, NFC, within limits)")
+    if not isinstance(record.version, int) or not 1 <= record.version <= 2**31 - 1:
+        raise InvalidInput("version out of range")
+
+
 def append_record(conn: Conn, keyring: Keyring, record: VersionRecord) -> VersionRef:
     """Append a version built elsewhere (e.g. by ``Ledger.prepare_update``); idempotent.
 
@@ -395,14 +419,22 @@ def append_record(conn: Conn, keyring: Keyring, record: VersionRecord) -> Versio
     if record.version == 0 or record.op in (Op.CREATED, Op.ERASED):
         raise InvalidInput("only update versions can be appended as records; use "
                            "create_person or erase_person")
-    if record.op not in {op.value for op in Op}:
-        raise InvalidInput(f"unknown op {record.op!r}")
+    _check_record(record)
     head = _require_writable(lock_head(conn, record.person_id), record.person_id)
     if record.prev != head.cid or record.version != head.version + 1:
+        stored = conn.execute(  # a concurrent re-send may have landed it while we waited
+            "SELECT version FROM people WHERE person_id = %s AND cid = %s",
+            (record.person_id, cid),
+        ).fetchone()
+        if stored is not None:
+            return VersionRef(person_id=record.person_id, version=stored[0], cid=cid,
+                              written=False)
         raise VersionConflict(
             f"person {record.person_id} is at version {head.version}; the record extends "
             f"version {record.version - 1}"
         )
+    if record.recorded_at < to_micros(head.recorded_at):  # only once it extends the head
+        raise InvalidInput("recorded_at is earlier than the current head's")
     data_key = load_data_key(conn, keyring, record.person_id)
     plain_email: bytes | None = None
     for field in ("email", "name", "password"):

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from fields import Keyring, keyring_path
 from projections import verify_ledger
@@ -33,9 +33,20 @@ Handler = Callable[[argparse.Namespace], tuple[Any, int]]
 class _Parser(argparse.ArgumentParser):
     """argparse with examples shown under each command's help."""
 
+    json_errors = False
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
         super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        """Usage errors are one line too (JSON with --json), exit 2."""
+        text = f"{self.prog}: {message} (see {self.prog} --help)"
+        if _Parser.json_errors:
+            print(json.dumps({"error": "usage", "message": text}), file=sys.stderr)
+        else:
+            print(f"peoplelog: error: {text}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
 
 
 def _settings() -> Settings:
@@ -187,6 +198,11 @@ def _scalar(value: Any) -> str:
 # --- parser -------------------------------------------------------------------------------
 
 _EPILOG = """\
+examples:
+  peoplelog init
+  peoplelog person create --email ada@example.org --name "Ada Lovelace" --json
+  peoplelog verify --json
+
 exit codes: 0 ok, 1 verification found damage, 2 bad usage/input/configuration,
             3 not found, 4 conflict, 5 unexpected error
 
@@ -232,7 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
         "\nthe output is the CID alone in both modes")
 
     person = sub.add_parser("person", help="create, change, read and erase persons",
-                            parents=[common])
+                            parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="example:\n  peoplelog person show PERSON_ID --json")
     psub = person.add_subparsers(dest="person_command", required=True, metavar="COMMAND")
 
     p = command(psub, "create", cmd_create, "create a person (version 0)",
@@ -286,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("PEOPLELOG_LOG_LEVEL", "WARNING").upper(),
                         format="peoplelog: %(levelname)s: %(message)s")
     parser = build_parser()
+    _Parser.json_errors = "--json" in (sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -33,13 +35,17 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if url:
         yield url
         return
+    # Not under pytest's basetemp: pytest prunes old basetemps, which would pull the data
+    # directory from under a server that a concurrent run is still using.
+    pgdata = Path(tempfile.mkdtemp(prefix="peoplelog-test-pg-"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import pgserver
+        import pgserver  # noqa: PLC0415 - only when no URL is given
 
-        server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="stop")
+        server = pgserver.get_server(pgdata, cleanup_mode="stop")
     yield str(server.get_uri())
     server.cleanup()
+    shutil.rmtree(pgdata, ignore_errors=True)
 
 
 def create_database(server_url: str, prefix: str) -> str:
