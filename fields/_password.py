@@ -32,6 +32,10 @@ def check_password_policy(password: str) -> str:
         raise InvalidInput("password must be text")
     if "\x00" in password:
         raise InvalidInput("password contains a NUL byte")
+    try:
+        password.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("password is not valid UTF-8") from None
     if len(password) < MIN_PASSWORD:
         raise InvalidInput(f"password is too short (at least {MIN_PASSWORD} characters)")
     if len(password) > MAX_PASSWORD:
@@ -53,7 +57,7 @@ class PasswordHasher:
     def verify(self, phc: str, password: str) -> bool:
         try:
             return self._hasher.verify(phc, password)
-        except (VerifyMismatchError, VerificationError, InvalidHashError):
+        except (VerifyMismatchError, VerificationError, InvalidHashError, UnicodeEncodeError):
             return False
 
     def needs_rehash(self, phc: str) -> bool:
