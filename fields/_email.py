@@ -46,7 +46,7 @@ def normalise_email(raw: str) -> NormalisedEmail:
     if not isinstance(raw, str):
         raise InvalidInput("email must be text")
     if len(raw) > MAX_EMAIL_INPUT:
-        raise InvalidInput(f"email is too long ({len(raw)} characters; at most 254 bytes)")
+        raise InvalidInput(f"email is too long (more than {MAX_EMAIL_INPUT} characters)")
     if "\x00" in raw:
         raise InvalidInput("email contains a NUL byte")
     text = unicodedata.normalize("NFC", raw.strip())
@@ -54,12 +54,15 @@ def normalise_email(raw: str) -> NormalisedEmail:
         raise InvalidInput("email is empty")
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text):
         raise InvalidInput("email contains control or invisible formatting characters")
+    problem = ""
     try:
         result = email_validator.validate_email(
             text, check_deliverability=False, allow_smtputf8=True, allow_quoted_local=False
         )
     except email_validator.EmailNotValidError as exc:
-        raise InvalidInput(f"invalid email address: {_redact(str(exc), text)}") from None
+        problem = _redact(str(exc), text)
+    if problem:  # raised outside the handler: the validator's message must not ride along
+        raise InvalidInput(f"invalid email address: {problem}")
     local = unicodedata.normalize("NFC", result.local_part)
     if len(local.encode("utf-8")) > MAX_LOCAL_PART:
         raise InvalidInput(

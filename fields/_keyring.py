@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import os
 import secrets
@@ -44,6 +45,11 @@ class Key:
 
     def __repr__(self) -> str:
         return f"Key(id={self.id!r}, purpose={self.purpose.value!r})"
+
+    @property
+    def fingerprint(self) -> bytes:
+        """SHA-256 of a label and the secret: identifies the key, reveals nothing of it."""
+        return hashlib.sha256(b"peoplelog/key-fingerprint/1\x00" + self.secret).digest()
 
 
 class _KeyEntry(BaseModel):
@@ -101,8 +107,14 @@ class Keyring:
     def __repr__(self) -> str:
         return f"Keyring(source={self.source!r}, keys={sorted(self._keys)!r})"
 
+    def active_keys(self) -> list[Key]:
+        return [self._keys[self._active[purpose]] for purpose in KeyPurpose]
+
     def active(self, purpose: KeyPurpose) -> Key:
         return self._keys[self._active[purpose]]
+
+    def find(self, key_id: str) -> Key | None:
+        return self._keys.get(key_id)
 
     def get(self, key_id: str, purpose: KeyPurpose) -> Key:
         key = self._keys.get(key_id)

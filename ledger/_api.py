@@ -44,6 +44,7 @@ class Ledger:
     def __init__(self, database: Database, keyring: Keyring | None) -> None:
         self.database = database
         self._keyring = keyring
+        self._keyring_checked = False
         self._hasher = PasswordHasher()
 
     def __repr__(self) -> str:
@@ -81,8 +82,13 @@ class Ledger:
 
     @property
     def keyring(self) -> Keyring:
+        """The keyring, checked once against the database's key fingerprints."""
         if self._keyring is None:
             raise InvalidInput("this operation needs the keyring")
+        if not self._keyring_checked:
+            keyring = self._keyring
+            self.database.run(lambda conn: _read.check_keyring(conn, keyring))
+            self._keyring_checked = True
         return self._keyring
 
     def migrate(self, app_role: str | None = None) -> list[str]:
@@ -153,8 +159,9 @@ class Ledger:
                               reason=reason)
         if expect_version is not None:
             check_version(expect_version, "expected version")
+        keyring = self.keyring
         return self.database.transaction(
-            lambda conn: _write.apply_change(conn, self.keyring, pid, change, expect_version)
+            lambda conn: _write.apply_change(conn, keyring, pid, change, expect_version)
         )
 
     def prepare_update(self, person_id: uuid.UUID | str, **changes: Any) -> VersionRecord:
@@ -170,14 +177,14 @@ class Ledger:
         )
         if changes:
             raise InvalidInput(f"unknown fields: {', '.join(sorted(changes))}")
-        return self.database.run(
-            lambda conn: _write.prepare_record(conn, self.keyring, pid, change)
-        )
+        keyring = self.keyring
+        return self.database.run(lambda conn: _write.prepare_record(conn, keyring, pid, change))
 
     def append(self, record: VersionRecord) -> VersionRef:
         """Append a prepared version; idempotent on its CID."""
+        keyring = self.keyring
         return self.database.transaction(
-            lambda conn: _write.append_record(conn, self.keyring, record),
+            lambda conn: _write.append_record(conn, keyring, record),
         )
 
     def erase_person(self, person_id: uuid.UUID | str, *, actor: str | None = None,
@@ -196,7 +203,8 @@ class Ledger:
         pid = check_person_id(person_id)
         if version is not None:
             check_version(version)
-        return self._run(lambda conn: _read.read_person(conn, self._keyring, pid, version))
+        keyring = None if self._keyring is None else self.keyring
+        return self._run(lambda conn: _read.read_person(conn, keyring, pid, version))
 
     def history(self, person_id: uuid.UUID | str) -> list[HistoryEntry]:
         pid = check_person_id(person_id)
@@ -205,7 +213,8 @@ class Ledger:
     def find_person(self, email: str) -> uuid.UUID:
         """The person currently claiming ``email``; ``PersonNotFound`` if none."""
         normalised = normalise_email(email)
-        found = self._run(lambda conn: _read.find_person_id(conn, self.keyring, normalised))
+        keyring = self.keyring
+        found = self._run(lambda conn: _read.find_person_id(conn, keyring, normalised))
         if found is None:
             raise PersonNotFound("no person has this email")
         return found
@@ -221,9 +230,10 @@ class Ledger:
         except InvalidInput:
             self._hasher.verify_dummy(password)
             return None
-        pid = self._run(lambda conn: _read.find_person_id(conn, self.keyring, normalised))
+        keyring = self.keyring
+        pid = self._run(lambda conn: _read.find_person_id(conn, keyring, normalised))
         phc = None if pid is None else self._run(
-            lambda conn: _read.read_password_hash(conn, self.keyring, pid)
+            lambda conn: _read.read_password_hash(conn, keyring, pid)
         )
         if pid is None or phc is None:
             self._hasher.verify_dummy(password)

@@ -10,6 +10,8 @@ import psycopg
 from fields import BlindIndex, DataKey, KeyPurpose, Keyring, NormalisedEmail
 from schema import (
     HistoryEntry,
+    KeyNotFound,
+    KeyringError,
     Op,
     PersonErased,
     PersonNotFound,
@@ -19,7 +21,7 @@ from schema import (
 
 from ._write import load_data_key
 
-__all__ = ["find_person_id", "history", "read_password_hash", "read_person"]
+__all__ = ["check_keyring", "find_person_id", "history", "read_password_hash", "read_person"]
 
 Conn = psycopg.Connection[Any]
 
@@ -121,3 +123,42 @@ def read_password_hash(conn: Conn, keyring: Keyring, person_id: uuid.UUID) -> st
         raise PersonErased(f"person {person_id} was erased")
     data_key = load_data_key(conn, keyring, person_id)
     return data_key.decrypt("password", bytes(row[0])).decode("ascii")
+
+
+def check_keyring(conn: Conn, keyring: Keyring) -> None:
+    """Refuse a keyring that does not fit the keys this database was written with.
+
+    Each key id's fingerprint is recorded on first use. A recorded key that the keyring also
+    holds must have the same fingerprint, and every recorded blind-index key must be present
+    (without it, lookups and one-email-per-person silently stop working).
+    """
+    with conn.transaction():
+        _check_recorded_keys(conn, keyring)
+        for key in keyring.active_keys():
+            conn.execute(
+                "INSERT INTO peoplelog_key_checks (key_id, purpose, fingerprint)"
+                " VALUES (%s, %s, %s) ON CONFLICT (key_id) DO NOTHING",
+                (key.id, key.purpose.value, key.fingerprint),
+            )
+        _check_recorded_keys(conn, keyring)
+
+
+def _check_recorded_keys(conn: Conn, keyring: Keyring) -> None:
+    rows = conn.execute(
+        "SELECT key_id, purpose, fingerprint FROM peoplelog_key_checks ORDER BY key_id"
+    ).fetchall()
+    for key_id, purpose, fingerprint in rows:
+        held = keyring.find(key_id)
+        if held is None:
+            if purpose == KeyPurpose.BLIND_INDEX.value:
+                raise KeyNotFound(
+                    f"blind-index key {key_id!r} indexes this database's emails but is not "
+                    f"in the keyring {keyring.source}"
+                )
+            continue
+        if held.purpose.value != purpose or held.fingerprint != bytes(fingerprint):
+            raise KeyringError(
+                f"keyring {keyring.source} does not match this database: its "
+                f"{held.purpose.value} key {key_id!r} is not the one this database was "
+                "written with"
+            )

@@ -163,8 +163,10 @@ class Database:
             return psycopg.connect(
                 self.conninfo, autocommit=True, connect_timeout=_CONNECT_TIMEOUT
             )
-        except psycopg.ProgrammingError as exc:
-            raise ConfigurationError(f"invalid database URL: {_first_line(exc)}") from None
+        except psycopg.ProgrammingError:
+            raise ConfigurationError(
+                "invalid database URL: it could not be parsed (check PEOPLELOG_DATABASE_URL)"
+            ) from None
         except psycopg.Error as exc:
             raise DatabaseUnavailable(
                 f"cannot connect to PostgreSQL at {self.where}: {_first_line(exc)}"

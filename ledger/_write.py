@@ -262,31 +262,48 @@ def _require_writable(head: Head | None, person_id: uuid.UUID) -> Head:
 
 
 def _same(data_key: DataKey, field: str, blob: bytes | None, value: bytes) -> bool:
+    return _plain(data_key, field, blob) == value
+
+
+def _plain(data_key: DataKey, field: str, blob: bytes | None) -> bytes | None:
     if blob is None:
-        return False
+        return None
     try:
-        return data_key.decrypt(field, blob) == value
+        return data_key.decrypt(field, blob)
     except DecryptionFailed:
-        return False
+        return None
+
+
+def _lookup_key(email: bytes) -> str | None:
+    try:
+        return normalise_email(email.decode("utf-8")).lookup_key
+    except (InvalidInput, UnicodeDecodeError):
+        return None
 
 
 def build_next(head: Head, data_key: DataKey, change: Change,
                now: int) -> tuple[VersionRecord, bool, bytes | None]:
-    """The version that applies ``change`` on ``head``: (record, email changed, new email).
+    """The version that applies ``change`` on ``head``: (record, mailbox changed, new email).
 
-    Unchanged fields carry their ciphertext forward byte for byte.
+    Unchanged fields carry their ciphertext forward byte for byte. An email that differs only
+    in ways the lookup ignores (the local part's case) is the same mailbox: it is stored as
+    given but keeps its verification.
     """
     email, name, password = head.email, head.name, head.password
     verified_at = None if head.verified_at is None else to_micros(head.verified_at)
     changed: list[str] = []
     new_email: bytes | None = None
+    mailbox_changed = False
     if change.email is not None:
         value = change.email.display.encode()
-        if not _same(data_key, "email", head.email, value):
+        old = _plain(data_key, "email", head.email)
+        if old != value:
             email = data_key.encrypt("email", value)
             new_email = value
             changed.append("email")
-            verified_at = None
+            if old is None or _lookup_key(old) != change.email.lookup_key:
+                mailbox_changed = True
+                verified_at = None
     if change.name is not None:
         value = change.name.encode()
         if not _same(data_key, "name", head.name, value):
@@ -323,7 +340,7 @@ def build_next(head: Head, data_key: DataKey, change: Change,
         password=password,
         verified_at=verified_at,
     )
-    return record, "email" in changed, new_email
+    return record, mailbox_changed, new_email
 
 
 def apply_change(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Change,

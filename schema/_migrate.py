@@ -83,6 +83,7 @@ _APP_GRANTS: tuple[tuple[str, str], ...] = (
     ("email_lookup", "SELECT, INSERT, DELETE"),
     ("person_keys", "SELECT, INSERT, DELETE"),
     ("peoplelog_migrations", "SELECT"),
+    ("peoplelog_key_checks", "SELECT, INSERT"),
 )
 
 

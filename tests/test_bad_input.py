@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from fields import Key, KeyPurpose, Keyring
+from fields import DataKey, Key, KeyPurpose, Keyring
 from ledger import (
     ConfigurationError,
     Database,
@@ -477,16 +477,29 @@ class TestKeyring:
 
     def test_wrong_key_with_the_same_id(self, ledger: Ledger, database_url: str, conn: Conn,
                                         existing: VersionRef) -> None:
+        """A keyring whose key ids match but whose secrets differ is refused before any
+        read or write: otherwise a create would write a second, unlinkable blind index and
+        bypass one-email-per-person."""
         with Ledger(Database(database_url, pool_size=1),
                     other_keyring(same_ids=True)) as wrong, nothing_written(conn):
-            with pytest.raises(DecryptionFailed) as info:
+            with pytest.raises(KeyringError) as info:
                 wrong.get_person(existing.person_id)
-            assert_clear(info.value, "'kek-1'", str(existing.person_id))
-            with pytest.raises(DecryptionFailed):
+            assert_clear(info.value, "does not match this database")
+            assert "'kek-1'" in str(info.value) or "'blind-index-1'" in str(info.value)
+            with pytest.raises(KeyringError):
                 wrong.update_person(existing.person_id, name="Overwritten")
-            with pytest.raises(DecryptionFailed):
-                wrong.get_person(existing.person_id, version=0)
+            with pytest.raises(KeyringError):
+                wrong.create_person(email="existing@example.org", name="Second Claim")
         assert ledger.get_person(existing.person_id).name == "Existing Person"
+
+    def test_wrong_kek_fails_to_unwrap_precisely(self, keyring: Keyring) -> None:
+        person_id = uuid.uuid4()
+        _, secret = DataKey.generate(person_id)
+        wrapped = DataKey.wrap(person_id, 1, secret, keyring.active(KeyPurpose.KEK))
+        wrong_kek = other_keyring(same_ids=True).active(KeyPurpose.KEK)
+        with pytest.raises(DecryptionFailed) as info:
+            DataKey.unwrap(person_id, 1, wrapped, wrong_kek)
+        assert_clear(info.value, "'kek-1'", str(person_id))
 
     def test_missing_key_id(self, database_url: str, conn: Conn,
                             existing: VersionRef) -> None:
@@ -494,7 +507,7 @@ class TestKeyring:
                     other_keyring(same_ids=False)) as wrong, nothing_written(conn):
             with pytest.raises(KeyNotFound) as info:
                 wrong.get_person(existing.person_id)
-            assert_clear(info.value, "'kek-1'", "not in the keyring")
+            assert_clear(info.value, "'blind-index-1'", "not in the keyring")
             with pytest.raises(KeyNotFound):
                 wrong.update_person(existing.person_id, name="Overwritten")
 
@@ -506,7 +519,7 @@ class TestKeyring:
             run = run_cli(cli_env, "person", "update", str(existing.person_id), "--name",
                           "Wrong", extra_env={"PEOPLELOG_KEYRING": str(path)})
         assert run.code == EXIT_USAGE
-        run.one_error_line("'kek-1'", "could not be unwrapped")
+        run.one_error_line("'blind-index-1'", "does not match this database")
 
     def test_active_key_must_exist_and_fit_its_purpose(self) -> None:
         key = Key("only", KeyPurpose.KEK, secrets.token_bytes(32), "now")
@@ -550,6 +563,12 @@ class TestUnreachableDatabase:
         with pytest.raises(ConfigurationError) as info:
             Database("postgresql://[unclosed")
         assert_clear(info.value, "invalid database URL")
+
+    def test_unparseable_url_does_not_echo_its_password(self) -> None:
+        with pytest.raises(ConfigurationError) as info:
+            Database("host=localhost password=s3cr3t-pw port=notaport =broken")
+        assert "s3cr3t-pw" not in str(info.value)
+        assert "s3cr3t-pw" not in repr(info.value)
 
 
 # --- open-ended input ---------------------------------------------------------------------

@@ -289,6 +289,17 @@ class TestEmailClaims:
         assert ref.written
         assert ledger.find_person(email) == person.person_id
 
+    def test_case_of_the_local_part_is_the_same_mailbox(self, ledger: Ledger) -> None:
+        """The lookup lower-cases the local part, so changing only its case keeps the
+        claim and the verification; the address is stored as given."""
+        ref = ledger.create_person(email="Mixed.Case@example.org", name="Case", verified=True)
+        update = ledger.update_person(ref.person_id, email="mixed.case@example.org")
+        assert update.written
+        view = ledger.get_person(ref.person_id)
+        assert view.email == "mixed.case@example.org"
+        assert view.verified_at is not None
+        assert ledger.find_person("MIXED.CASE@example.org") == ref.person_id
+
 
 # --- prepared records and idempotent re-send ----------------------------------------------
 
