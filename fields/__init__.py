@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ._cipher import FIELDS, DataKey
 from ._email import NORMALISATION_VERSION, BlindIndex, NormalisedEmail, normalise_email
-from ._keyring import KEYRING_FORMAT, Key, KeyPurpose, Keyring, keyring_path
+from ._keyring import KEYRING_FORMAT, REQUIRED_PURPOSES, Key, KeyPurpose, Keyring, keyring_path
 from ._password import MAX_PASSWORD, MIN_PASSWORD, PasswordHasher, check_password_policy
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "MAX_PASSWORD",
     "MIN_PASSWORD",
     "NORMALISATION_VERSION",
+    "REQUIRED_PURPOSES",
     "BlindIndex",
     "DataKey",
     "Key",

@@ -30,6 +30,11 @@ class KeyPurpose(StrEnum):
     """Wraps per-person data keys."""
     BLIND_INDEX = "blind-index"
     """HMAC key of the email blind index."""
+    CHECKPOINT_SIGNING = "checkpoint-signing"
+    """Ed25519 seed that signs log checkpoints (optional until checkpoints are used)."""
+
+
+REQUIRED_PURPOSES = (KeyPurpose.KEK, KeyPurpose.BLIND_INDEX)
 
 
 class Key:
@@ -95,7 +100,9 @@ class Keyring:
         for purpose in KeyPurpose:
             key_id = self._active.get(purpose)
             if key_id is None:
-                raise KeyringError(f"keyring {source}: no active {purpose.value} key")
+                if purpose in REQUIRED_PURPOSES:
+                    raise KeyringError(f"keyring {source}: no active {purpose.value} key")
+                continue
             key = self._keys.get(key_id)
             if key is None:
                 raise KeyNotFound(f"keyring {source}: active {purpose.value} key "
@@ -108,10 +115,37 @@ class Keyring:
         return f"Keyring(source={self.source!r}, keys={sorted(self._keys)!r})"
 
     def active_keys(self) -> list[Key]:
-        return [self._keys[self._active[purpose]] for purpose in KeyPurpose]
+        return [self._keys[key_id] for key_id in self._active.values()]
 
     def active(self, purpose: KeyPurpose) -> Key:
-        return self._keys[self._active[purpose]]
+        key_id = self._active.get(purpose)
+        if key_id is None:
+            raise KeyNotFound(
+                f"keyring {self.source} has no {purpose.value} key "
+                "(run `peoplelog keys add-signing-key`)"
+            )
+        return self._keys[key_id]
+
+    def with_new_key(self, purpose: KeyPurpose) -> Keyring:
+        """A copy with a fresh key for ``purpose``, made active; older keys are kept."""
+        number = 1
+        while f"{purpose.value}-{number}" in self._keys:
+            number += 1
+        key_id = f"{purpose.value}-{number}"
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        keys = {**self._keys, key_id: Key(key_id, purpose, secrets.token_bytes(32), now)}
+        return Keyring(keys, {**self._active, purpose: key_id}, self.source)
+
+    def replace_file(self, path: str | os.PathLike[str]) -> None:
+        """Atomically replace the keyring file at ``path`` (mode 0600)."""
+        path = Path(path)
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(self.to_json())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
 
     def find(self, key_id: str) -> Key | None:
         return self._keys.get(key_id)

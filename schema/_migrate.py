@@ -84,6 +84,9 @@ _APP_GRANTS: tuple[tuple[str, str], ...] = (
     ("person_keys", "SELECT, INSERT, DELETE"),
     ("peoplelog_migrations", "SELECT"),
     ("peoplelog_key_checks", "SELECT, INSERT"),
+    ("log_entries", "SELECT"),
+    ("checkpoints", "SELECT"),
+    ("log_meta", "SELECT"),
 )
 
 

@@ -11,23 +11,22 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from fields import Keyring, keyring_path
 from projections import verify_ledger
 from schema import InvalidInput, PeoplelogError
 
-from . import _cid
-from ._api import Ledger
-from ._inputs import check_person_id
-from ._store import Database, Settings
+from .. import _cid
+from .._api import Ledger
+from .._inputs import check_person_id
+from .._store import Database, Settings
+from . import _audit, _forensics, _projections
+from ._common import EXIT_DAMAGE, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, Handler, add_command
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_DAMAGE, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_INTERNAL = range(6)
-
-Handler = Callable[[argparse.Namespace], tuple[Any, int]]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -223,13 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def command(owner: Any, name: str, handler: Handler, help_text: str, example: str,
                 **kw: Any) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = owner.add_parser(
-            name, parents=[common], help=help_text, description=help_text,
-            epilog=f"example:\n  {example}", formatter_class=argparse.RawDescriptionHelpFormatter,
-            **kw,
-        )
-        p.set_defaults(handler=handler)
-        return p
+        return add_command(owner, name, handler, help_text, example, common=common, **kw)
 
     def who(p: argparse.ArgumentParser) -> None:
         p.add_argument("--actor", help="who makes the change (stored in plain text)")
@@ -296,6 +289,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "recompute every CID and check every chain (no keys needed)",
                 "peoplelog verify --json")
     p.add_argument("--person", metavar="PERSON_ID", help="check one person only")
+
+    _audit.register(sub, verify_parser=p, add=command)
+    _projections.register(sub, add=command)
+    _forensics.register(sub, psub, add=command)
     return parser
 
 

@@ -1,0 +1,326 @@
+"""The sequencer, whole-log verification and inclusion proofs.
+
+``make_checkpoint`` is the one sequencer: under an advisory lock it gives every committed
+version that has no log position the next positions, extends the Merkle tree from the
+previous checkpoint's frontier, and stores a signed checkpoint, all in one transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from pydantic import BaseModel
+
+from ledger import ChainBroken, InvalidInput, NotFound, PersonNotFound, VersionNotFound
+
+from ._checkpoint import Checkpoint, CheckpointSigner, VerifierKey, parse_checkpoint
+from ._merkle import (
+    Frontier,
+    RangeHasher,
+    cid_leaf,
+    consistency_ranges,
+    inclusion_ranges,
+    leaf_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+from ._verify import Finding
+
+__all__ = [
+    "InclusionProof",
+    "LogReport",
+    "iter_log_findings",
+    "log_origin",
+    "make_checkpoint",
+    "prove_inclusion",
+    "stored_verifier_key",
+]
+
+Conn = psycopg.Connection[Any]
+_SEQUENCER_LOCK = 0x706C2D736571  # "pl-seq"
+_NIL = uuid.UUID(int=0)
+
+
+def log_origin(conn: Conn) -> str:
+    row = conn.execute("SELECT origin FROM log_meta").fetchone()
+    if row is None:
+        raise ChainBroken("log_meta has no origin row")
+    return str(row[0])
+
+
+def stored_verifier_key(conn: Conn) -> VerifierKey | None:
+    row = conn.execute("SELECT verifier_key FROM log_meta").fetchone()
+    return None if row is None or row[0] is None else VerifierKey.parse(row[0])
+
+
+@dataclass
+class CheckpointResult:
+    checkpoint: Checkpoint
+    sequenced: int
+    new: bool
+
+
+def make_checkpoint(conn: Conn, signer: CheckpointSigner) -> CheckpointResult:
+    """Sequence every pending version and sign a checkpoint over the whole log."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SEQUENCER_LOCK,))
+        origin = log_origin(conn)
+        latest = conn.execute(
+            "SELECT size, frontier, note FROM checkpoints ORDER BY size DESC LIMIT 1"
+        ).fetchone()
+        size = 0 if latest is None else int(latest[0])
+        frontier = Frontier() if latest is None else Frontier.from_bytes(size, bytes(latest[1]))
+        logged = conn.execute("SELECT count(*) FROM log_entries").fetchone()
+        if logged is None or logged[0] != size:
+            raise ChainBroken(
+                f"the log holds {logged[0] if logged else '?'} entries but the newest "
+                f"checkpoint covers {size}: run `peoplelog verify`"
+            )
+        inserted = conn.execute(
+            """INSERT INTO log_entries (position, person_id, version, cid)
+               SELECT %s + row_number() OVER (ORDER BY p.seq, p.person_id, p.version) - 1,
+                      p.person_id, p.version, p.cid
+               FROM people p
+               WHERE NOT EXISTS (SELECT 1 FROM log_entries l
+                                 WHERE l.person_id = p.person_id AND l.version = p.version)""",
+            (size,),
+        ).rowcount
+        if inserted == 0 and latest is not None:
+            return CheckpointResult(parse_checkpoint(latest[2]), 0, new=False)
+        with conn.cursor(name="peoplelog_sequence") as cur:
+            cur.itersize = 10_000
+            cur.execute("SELECT cid FROM log_entries WHERE position >= %s ORDER BY position",
+                        (size,))
+            for (cid,) in cur:
+                frontier.append(leaf_hash(cid_leaf(cid)))
+        checkpoint = signer.sign(origin, frontier.size, frontier.root())
+        conn.execute(
+            "INSERT INTO checkpoints (size, root, frontier, note) VALUES (%s, %s, %s, %s)",
+            (frontier.size, frontier.root(), frontier.to_bytes(), checkpoint.text),
+        )
+        conn.execute("UPDATE log_meta SET verifier_key = %s WHERE verifier_key IS DISTINCT"
+                     " FROM %s", (str(signer.verifier), str(signer.verifier)))
+        return CheckpointResult(checkpoint, inserted, new=True)
+
+
+class LogReport(BaseModel):
+    """What the whole-log pass saw."""
+
+    size: int = 0
+    root: str | None = None
+    checkpoints: int = 0
+    pending: int = 0
+    held_size: int | None = None
+    consistent_with_held: bool | None = None
+    latest_checkpoint: str | None = None
+    key_source: str | None = None
+
+
+def iter_log_findings(conn: Conn, *, held: Checkpoint | None = None,
+                      key: VerifierKey | None = None, report: LogReport | None = None,
+                      progress: Callable[[int], None] | None = None) -> Iterator[Finding]:
+    """Check the log against the stored and held checkpoints; yield findings.
+
+    Streams ``log_entries`` joined with ``people`` in position order, recomputing the tree
+    root at every checkpoint size and the consistency proof from ``held`` to the newest.
+    """
+    report = report if report is not None else LogReport()
+    stored = [(int(s), bytes(r), n) for s, r, n in conn.execute(
+        "SELECT size, root, note FROM checkpoints ORDER BY size")]
+    report.checkpoints = len(stored)
+    origin = log_origin(conn)
+    if key is None:
+        key = stored_verifier_key(conn)
+        report.key_source = None if key is None else "database"
+    else:
+        report.key_source = "given"
+    latest_size = stored[-1][0] if stored else 0
+    latest_root = stored[-1][1] if stored else None
+    yield from _stored_findings(stored, origin, key)
+    ranges: list[tuple[int, int]] = []
+    if held is not None:
+        report.held_size = held.size
+        yield from _held_findings(held, origin, key, latest_size)
+        if 0 < held.size < latest_size:
+            ranges = consistency_ranges(held.size, latest_size)
+    hasher = RangeHasher(ranges)
+    roots = {size: root for size, root, _ in stored}
+    frontier = Frontier()
+    expected = 0
+    with conn.transaction(), conn.cursor(name="peoplelog_log") as cur:
+        cur.itersize = 10_000
+        cur.execute(
+            """SELECT l.position, l.person_id, l.version, l.cid, p.cid
+               FROM log_entries l
+               LEFT JOIN people p ON p.person_id = l.person_id AND p.version = l.version
+               ORDER BY l.position""")
+        for position, person_id, version, cid, stored_cid in cur:
+            yield from _entry_findings(position, expected, person_id=person_id,
+                                       version=version, cid=cid, stored_cid=stored_cid)
+            expected = position
+            digest = leaf_hash(cid_leaf(cid))
+            frontier.append(digest)
+            hasher.feed(position, digest)
+            expected += 1
+            if progress is not None and expected % 10_000 == 0:
+                progress(expected)
+            if frontier.size in roots and frontier.root() != roots[frontier.size]:
+                yield _log_finding("checkpoint_mismatch",
+                                   f"the log's first {frontier.size} entries do not give the "
+                                   "root of the stored checkpoint of that size")
+            if held is not None and frontier.size == held.size and frontier.root() != held.root:
+                yield _log_finding("checkpoint_mismatch",
+                                   f"the log's first {held.size} entries do not give the root "
+                                   "of the held checkpoint (history was rewritten)")
+    report.size = frontier.size
+    report.root = base64.b64encode(frontier.root()).decode()
+    yield from _size_findings(frontier.size, latest_size, held)
+    if held is not None and latest_root is not None and latest_size >= held.size:
+        try:
+            proof = hasher.hashes()
+        except ValueError:
+            proof = []
+        consistent = verify_consistency(held.size, latest_size, held.root, latest_root, proof)
+        report.consistent_with_held = consistent
+        if not consistent:
+            yield _log_finding("inconsistent_checkpoint",
+                               f"no consistency proof from the held checkpoint ({held.size}) "
+                               f"to the newest ({latest_size}): the log was rewritten")
+    pending = conn.execute(
+        """SELECT count(*) FROM people p WHERE NOT EXISTS (SELECT 1 FROM log_entries l
+           WHERE l.person_id = p.person_id AND l.version = p.version)""").fetchone()
+    report.pending = int(pending[0]) if pending else 0
+    report.latest_checkpoint = stored[-1][2] if stored else None
+
+
+def _stored_findings(stored: list[tuple[int, bytes, str]], origin: str,
+                     key: VerifierKey | None) -> Iterator[Finding]:
+    for size, root, note in stored:
+        try:
+            cp = parse_checkpoint(note)
+        except InvalidInput as exc:
+            yield _log_finding("bad_checkpoint", f"stored checkpoint {size}: {exc}")
+            continue
+        if cp.size != size or cp.root != root or cp.origin != origin:
+            yield _log_finding("bad_checkpoint",
+                               f"stored checkpoint {size} does not match its own note")
+        if key is not None and not cp.signed_by(key):
+            yield _log_finding("bad_signature",
+                               f"stored checkpoint {size} is not signed by {key.name}")
+
+
+def _held_findings(held: Checkpoint, origin: str, key: VerifierKey | None,
+                   latest_size: int) -> Iterator[Finding]:
+    if held.origin != origin:
+        yield _log_finding("origin_mismatch",
+                           f"held checkpoint is for log {held.origin!r}, not {origin!r}")
+    if key is not None and not held.signed_by(key):
+        yield _log_finding("bad_signature", f"held checkpoint is not signed by {key.name}")
+    if latest_size < held.size:
+        yield _log_finding(
+            "checkpoint_rollback",
+            f"the newest stored checkpoint ({latest_size}) is smaller than the held one "
+            f"({held.size})")
+
+
+def _entry_findings(position: int, expected: int, *, person_id: uuid.UUID, version: int,
+                    cid: str, stored_cid: str | None) -> Iterator[Finding]:
+    if position != expected:
+        yield Finding(kind="log_gap", person_id=person_id, version=version,
+                      detail=f"log position {expected} is missing (next is {position})")
+    if stored_cid is None:
+        yield Finding(kind="missing_version", person_id=person_id, version=version,
+                      detail=f"log position {position} names a version that is not in "
+                             "people (deleted)", stored=cid)
+    elif stored_cid != cid:
+        yield Finding(kind="log_cid_mismatch", person_id=person_id, version=version,
+                      detail=f"the version's CID differs from the one logged at position "
+                             f"{position}", stored=stored_cid, computed=cid)
+
+
+def _size_findings(size: int, latest_size: int, held: Checkpoint | None) -> Iterator[Finding]:
+    if size < latest_size:
+        yield _log_finding("log_truncated", f"the log has {size} entries; the newest "
+                                            f"checkpoint covers {latest_size}")
+    elif size > latest_size:
+        yield _log_finding("unsigned_log_entries",
+                           f"log entries {latest_size}..{size - 1} are in no checkpoint")
+    if held is not None and size < held.size:
+        yield _log_finding("log_truncated", f"the log has {size} entries; the held "
+                                            f"checkpoint covers {held.size}")
+
+
+def _log_finding(kind: str, detail: str) -> Finding:
+    return Finding(kind=kind, person_id=_NIL, version=None, detail=detail)
+
+
+class InclusionProof(BaseModel):
+    """Evidence that one version is in the log at a signed checkpoint."""
+
+    format: str = "peoplelog-inclusion-proof/1"
+    person_id: uuid.UUID
+    version: int
+    cid: str
+    index: int
+    tree_size: int
+    proof: list[str]
+    checkpoint: str
+
+    def verify(self, key: VerifierKey) -> list[str]:
+        """Problems with this proof (empty when it holds), checked offline."""
+        problems: list[str] = []
+        try:
+            cp = parse_checkpoint(self.checkpoint)
+        except InvalidInput as exc:
+            return [f"checkpoint: {exc}"]
+        if not cp.signed_by(key):
+            problems.append(f"checkpoint is not signed by {key.name}")
+        if cp.size != self.tree_size:
+            problems.append("tree size differs from the checkpoint's")
+        try:
+            path = [base64.b64decode(p, validate=True) for p in self.proof]
+            leaf = leaf_hash(cid_leaf(self.cid))
+        except ValueError:
+            return [*problems, "proof or CID is not well formed"]
+        if not verify_inclusion(leaf, self.index, self.tree_size, path, cp.root):
+            problems.append("the inclusion proof does not lead to the checkpoint's root")
+        return problems
+
+
+def prove_inclusion(conn: Conn, person_id: uuid.UUID, version: int) -> InclusionProof:
+    """Inclusion proof of a version against the newest checkpoint (streams the log once)."""
+    row = conn.execute(
+        "SELECT position, cid FROM log_entries WHERE person_id = %s AND version = %s",
+        (person_id, version)).fetchone()
+    if row is None:
+        exists = conn.execute("SELECT 1 FROM people WHERE person_id = %s AND version = %s",
+                              (person_id, version)).fetchone()
+        if exists is None:
+            if conn.execute("SELECT 1 FROM people WHERE person_id = %s",
+                            (person_id,)).fetchone() is None:
+                raise PersonNotFound(f"person {person_id} not found")
+            raise VersionNotFound(f"person {person_id} has no version {version}")
+        raise NotFound(f"version {version} of person {person_id} is not in a checkpoint yet "
+                       "(run `peoplelog checkpoint`)")
+    position, cid = int(row[0]), str(row[1])
+    latest = conn.execute(
+        "SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+    if latest is None or position >= latest[0]:
+        raise NotFound(f"version {version} of person {person_id} is not in a checkpoint yet")
+    size = int(latest[0])
+    hasher = RangeHasher(inclusion_ranges(position, size))
+    with conn.transaction(), conn.cursor(name="peoplelog_prove") as cur:
+        cur.itersize = 10_000
+        cur.execute("SELECT position, cid FROM log_entries WHERE position < %s ORDER BY position",
+                    (size,))
+        for pos, leaf_cid in cur:
+            hasher.feed(pos, leaf_hash(cid_leaf(leaf_cid)))
+    return InclusionProof(
+        person_id=person_id, version=version, cid=cid, index=position, tree_size=size,
+        proof=[base64.b64encode(h).decode() for h in hasher.hashes()], checkpoint=latest[1],
+    )
