@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
 from typing import Any
+
+from tqdm import tqdm
 
 __all__ = [
     "EXIT_CONFLICT",
@@ -16,6 +20,7 @@ __all__ = [
     "AddCommand",
     "Handler",
     "add_command",
+    "progress",
 ]
 
 EXIT_OK, EXIT_DAMAGE, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_INTERNAL = range(6)
@@ -35,3 +40,28 @@ def add_command(owner: Any, name: str, handler: Handler, help_text: str, example
     )
     parser.set_defaults(handler=handler)
     return parser
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int | None = None,
+             unit: str = "rows") -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr when it is a terminal; ``update(done)`` takes a running count.
+
+    Off a terminal (CI, pipes) nothing is drawn, so machine output stays clean.
+    """
+    if not sys.stderr.isatty():
+        yield lambda done: None
+        return
+    bar = tqdm(total=total, desc=description, unit=unit, file=sys.stderr, leave=False,
+               dynamic_ncols=True, unit_scale=True)
+    seen = 0
+
+    def update(done: int) -> None:
+        nonlocal seen
+        bar.update(done - seen)
+        seen = done
+
+    try:
+        yield update
+    finally:
+        bar.close()
