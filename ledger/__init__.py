@@ -35,9 +35,12 @@ from ._api import Ledger
 from ._cid import (
     CID_PREFIX,
     canonical_json,
+    cid_bytes,
+    cid_from_digest,
     cid_of,
     envelope,
     envelope_bytes,
+    envelope_text,
     parse_cid,
     version_cid,
 )
@@ -71,9 +74,12 @@ __all__ = [
     "VersionRecord",
     "VersionRef",
     "canonical_json",
+    "cid_bytes",
+    "cid_from_digest",
     "cid_of",
     "envelope",
     "envelope_bytes",
+    "envelope_text",
     "parse_cid",
     "version_cid",
 ]

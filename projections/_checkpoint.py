@@ -150,11 +150,11 @@ def parse_checkpoint(text: str) -> Checkpoint:
     origin, size_text, root_text = lines[0], lines[1], lines[2]
     if not origin or not size_text.isascii() or not size_text.isdigit() or (
         size_text != "0" and size_text.startswith("0")
-    ):
+    ) or len(size_text) > 20 or int(size_text) >= 2**64:
         raise InvalidInput("checkpoint origin is empty or its size is not a decimal number")
     try:
         root = base64.b64decode(root_text, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or non-ASCII text
         raise InvalidInput("checkpoint root is not base64") from None
     if len(root) != 32:
         raise InvalidInput("checkpoint root is not a SHA-256 hash")
@@ -165,7 +165,7 @@ def parse_checkpoint(text: str) -> Checkpoint:
             raise InvalidInput("checkpoint signature line is malformed")
         try:
             raw = base64.b64decode(parts[2], validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or non-ASCII text
             raise InvalidInput("checkpoint signature is not base64") from None
         if len(raw) != 4 + 64:
             raise InvalidInput("checkpoint signature is not an Ed25519 signature")

@@ -32,6 +32,7 @@ from ._merkle import (
 from ._verify import Finding
 
 __all__ = [
+    "CheckpointResult",
     "InclusionProof",
     "LogReport",
     "iter_log_findings",
@@ -74,7 +75,7 @@ def make_checkpoint(conn: Conn, signer: CheckpointSigner) -> CheckpointResult:
             "SELECT size, frontier, note FROM checkpoints ORDER BY size DESC LIMIT 1"
         ).fetchone()
         size = 0 if latest is None else int(latest[0])
-        frontier = Frontier() if latest is None else Frontier.from_bytes(size, bytes(latest[1]))
+        frontier = Frontier() if latest is None else _stored_frontier(latest, origin)
         logged = conn.execute("SELECT count(*) FROM log_entries").fetchone()
         if logged is None or logged[0] != size:
             raise ChainBroken(
@@ -106,6 +107,21 @@ def make_checkpoint(conn: Conn, signer: CheckpointSigner) -> CheckpointResult:
         conn.execute("UPDATE log_meta SET verifier_key = %s WHERE verifier_key IS DISTINCT"
                      " FROM %s", (str(signer.verifier), str(signer.verifier)))
         return CheckpointResult(checkpoint, inserted, new=True)
+
+
+def _stored_frontier(latest: tuple[Any, ...], origin: str) -> Frontier:
+    """The newest checkpoint's frontier, only if it gives the root its note signs: never
+    extend (and sign) a tree whose stored right edge was tampered with."""
+    try:
+        frontier = Frontier.from_bytes(int(latest[0]), bytes(latest[1]))
+        note = parse_checkpoint(latest[2])
+        matches = (note.origin, note.size, note.root) == (origin, frontier.size, frontier.root())
+    except (ValueError, InvalidInput):
+        matches = False
+    if not matches:
+        raise ChainBroken(f"the newest checkpoint ({latest[0]}) does not match its stored "
+                          "frontier: run `peoplelog verify`")
+    return frontier
 
 
 class LogReport(BaseModel):
@@ -141,6 +157,8 @@ def iter_log_findings(conn: Conn, *, held: Checkpoint | None = None,
         report.key_source = "given"
     latest_size = stored[-1][0] if stored else 0
     latest_root = stored[-1][1] if stored else None
+    latest_frontier = conn.execute(
+        "SELECT frontier FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
     yield from _stored_findings(stored, origin, key)
     ranges: list[tuple[int, int]] = []
     if held is not None:
@@ -152,14 +170,13 @@ def iter_log_findings(conn: Conn, *, held: Checkpoint | None = None,
     roots = {size: root for size, root, _ in stored}
     frontier = Frontier()
     expected = 0
-    with conn.transaction(), conn.cursor(name="peoplelog_log") as cur:
-        cur.itersize = 10_000
-        cur.execute(
-            """SELECT l.position, l.person_id, l.version, l.cid, p.cid
-               FROM log_entries l
-               LEFT JOIN people p ON p.person_id = l.person_id AND p.version = l.version
-               ORDER BY l.position""")
-        for position, person_id, version, cid, stored_cid in cur:
+    with conn.cursor() as cur, cur.copy(
+        """COPY (SELECT l.position, l.person_id, l.version, l.cid, p.cid
+                 FROM log_entries l
+                 LEFT JOIN people p ON p.person_id = l.person_id AND p.version = l.version
+                 ORDER BY l.position) TO STDOUT (FORMAT binary)""") as copy:
+        copy.set_types(["int8", "uuid", "int4", "text", "text"])
+        for position, person_id, version, cid, stored_cid in copy.rows():
             yield from _entry_findings(position, expected, person_id=person_id,
                                        version=version, cid=cid, stored_cid=stored_cid)
             expected = position
@@ -169,6 +186,11 @@ def iter_log_findings(conn: Conn, *, held: Checkpoint | None = None,
             expected += 1
             if progress is not None and expected % 10_000 == 0:
                 progress(expected)
+            if (frontier.size == latest_size and latest_frontier is not None
+                    and bytes(latest_frontier[0]) != frontier.to_bytes()):
+                yield _log_finding("bad_checkpoint",
+                                   f"the stored frontier of checkpoint {latest_size} is not "
+                                   "the log's: the next checkpoint would extend a wrong tree")
             if frontier.size in roots and frontier.root() != roots[frontier.size]:
                 yield _log_finding("checkpoint_mismatch",
                                    f"the log's first {frontier.size} entries do not give the "

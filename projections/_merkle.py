@@ -8,9 +8,10 @@ computed while streaming in O(log n) memory and extended by later checkpoints.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Sequence
+
+from ledger import cid_bytes
 
 __all__ = [
     "EMPTY_ROOT",
@@ -41,9 +42,8 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 def cid_leaf(cid: str) -> bytes:
-    """Binary form of a ``bafkrei...`` CID (multibase 'b' prefix removed, base32 decoded)."""
-    text = cid[1:].upper()
-    return base64.b32decode(text + "=" * (-len(text) % 8))
+    """Leaf input of a version: its binary CID (multibase 'b' removed, base32 decoded)."""
+    return cid_bytes(cid)
 
 
 class Frontier:

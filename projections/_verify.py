@@ -1,32 +1,59 @@
 """Chain verification: recompute every CID, check versions and links. No keys needed.
 
-Rows stream from a server-side cursor ordered by (person_id, version); memory holds one
-person's previous row, never the ledger.
+Rows stream through binary ``COPY (SELECT ...) TO STDOUT`` ordered by (person_id, version),
+so the server produces while the client hashes; memory holds one person's previous row,
+never the ledger. ``partition`` restricts the pass to a range of person ids so that several
+processes can share the work.
 """
 
 from __future__ import annotations
 
+import binascii
+import itertools
 import uuid
 from collections.abc import Callable, Iterator
+from hashlib import sha256
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from pydantic import BaseModel, ConfigDict
 
-from ledger import FORMAT_VERSION, Op, PersonNotFound, VersionRecord, cid_of, envelope_bytes
+from ledger import (
+    FORMAT_VERSION,
+    InvalidInput,
+    Op,
+    PersonNotFound,
+    cid_bytes,
+    cid_from_digest,
+    envelope_text,
+)
 
-__all__ = ["Finding", "VerificationReport", "iter_findings", "verify_ledger"]
+__all__ = [
+    "Finding",
+    "Partition",
+    "Tally",
+    "VerificationReport",
+    "iter_findings",
+    "partitions",
+    "verify_ledger",
+]
 
 Conn = psycopg.Connection[Any]
+Partition = tuple[uuid.UUID | None, uuid.UUID | None]
+"""Person ids ``[low, high)``; None is unbounded."""
 
-_QUERY = """
-SELECT person_id, version, cid, prev, format, op,
-       (extract(epoch FROM recorded_at) * 1000000)::bigint,
-       actor, reason, email, name, password,
-       (extract(epoch FROM verified_at) * 1000000)::bigint
-FROM people {where} ORDER BY person_id, version
-"""
+_COLUMNS = sql.SQL(
+    "SELECT person_id::text, version, cid, prev, format, op,"
+    " (extract(epoch FROM recorded_at) * 1000000)::bigint, actor, reason,"
+    " email, name, password, (extract(epoch FROM verified_at) * 1000000)::bigint"
+    " FROM people"
+)
+_TYPES = ["text", "int4", "text", "text", "int2", "text", "int8", "text", "text",
+          "bytea", "bytea", "bytea", "int8"]
 _OPS = frozenset(op.value for op in Op)
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_SAFE = 2**53 - 1
 
 
 class Finding(BaseModel):
@@ -49,72 +76,89 @@ class VerificationReport(BaseModel):
     findings: list[Finding]
 
 
-class _Tally:
-    rows = 0
-    persons = 0
+class Tally:
+    """Rows and persons seen by a pass."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.persons = 0
+
+
+def partitions(count: int) -> list[Partition]:
+    """Split the person-id space into ``count`` contiguous ranges."""
+    bounds: list[uuid.UUID | None] = [None]
+    bounds += [uuid.UUID(int=(i << 128) // count) for i in range(1, count)]
+    bounds.append(None)
+    return list(itertools.pairwise(bounds))
+
+
+def _b64(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    return binascii.b2a_base64(value, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
+
+
+def _query(person_id: uuid.UUID | None, partition: Partition | None) -> sql.Composed:
+    where: list[sql.Composable] = []
+    if person_id is not None:
+        where.append(sql.SQL("person_id = {}").format(sql.Literal(str(person_id))))
+    if partition is not None:
+        low, high = partition
+        if low is not None:
+            where.append(sql.SQL("person_id >= {}").format(sql.Literal(str(low))))
+        if high is not None:
+            where.append(sql.SQL("person_id < {}").format(sql.Literal(str(high))))
+    clause = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL("")
+    return sql.SQL("COPY ({} {} ORDER BY person_id, version) TO STDOUT (FORMAT binary)").format(
+        _COLUMNS, clause)
 
 
 def iter_findings(conn: Conn, person_id: uuid.UUID | None = None, *,
-                  tally: _Tally | None = None, batch: int = 5000,
+                  tally: Tally | None = None, partition: Partition | None = None,
                   progress: Callable[[int], None] | None = None) -> Iterator[Finding]:
     """Yield every finding in the stored chains, one person after another."""
-    tally = tally or _Tally()
-    where, params = ("WHERE person_id = %s", (person_id,)) if person_id else ("", ())
-    current: uuid.UUID | None = None
+    tally = tally or Tally()
+    current: str | None = None
     expected = 0
     last_cid: str | None = None
     erased = False
-    with conn.transaction(), conn.cursor(name="peoplelog_verify") as cur:
-        cur.itersize = batch
-        cur.execute(_QUERY.format(where=where), params)
-        for row in cur:
-            (pid, version, cid, prev, fmt, op, recorded_at, actor, reason, email, name,
-             password, verified_at) = row
+    with conn.cursor() as cur, cur.copy(_query(person_id, partition)) as copy:
+        copy.set_types(_TYPES)
+        for (pid, version, cid, prev, fmt, op, recorded_at, actor, reason, email, name,
+             password, verified_at) in copy.rows():
             tally.rows += 1
-            if progress is not None and tally.rows % batch == 0:
+            if progress is not None and not tally.rows % 20_000:
                 progress(tally.rows)
             if pid != current:
                 current, expected, last_cid, erased = pid, 0, None, False
                 tally.persons += 1
-            record = VersionRecord(
-                person_id=pid, version=version, prev=prev, op=op, recorded_at=recorded_at,
-                actor=actor, reason=reason,
-                email=None if email is None else bytes(email),
-                name=None if name is None else bytes(name),
-                password=None if password is None else bytes(password),
-                verified_at=verified_at, format=fmt,
-            )
-            computed = cid_of(envelope_bytes(record))
-            if computed != cid:
-                yield Finding(kind="cid_mismatch", person_id=pid, version=version,
+            if -_SAFE <= recorded_at <= _SAFE and (
+                verified_at is None or -_SAFE <= verified_at <= _SAFE
+            ):
+                digest = sha256(envelope_text(
+                    person_id=pid, version=version, prev=prev, op=op,
+                    recorded_at=recorded_at, actor=actor, reason=reason, email=_b64(email),
+                    name=_b64(name), password=_b64(password), verified_at=verified_at,
+                    format=fmt,
+                ).encode()).digest()
+                matches = _digest_of(cid) == digest
+                computed = cid if matches else cid_from_digest(digest)
+            else:
+                matches, computed = False, "<timestamp outside the exact JSON integer range>"
+            if not matches:
+                yield Finding(kind="cid_mismatch", person_id=uuid.UUID(pid), version=version,
                               detail="stored CID does not match the version's content",
                               stored=cid, computed=computed)
-            if fmt != FORMAT_VERSION:
-                yield Finding(kind="unknown_format", person_id=pid, version=version,
-                              detail=f"envelope format {fmt} is not {FORMAT_VERSION}")
-            if op not in _OPS:
-                yield Finding(kind="unknown_op", person_id=pid, version=version,
-                              detail=f"op {op!r} is not a known operation")
+            if fmt != FORMAT_VERSION or op not in _OPS:
+                yield _odd_row(pid, version, fmt, op)
             if version < expected:
-                yield Finding(kind="fork", person_id=pid, version=version,
+                yield Finding(kind="fork", person_id=uuid.UUID(pid), version=version,
                               detail=f"a second version {version} (fork)", stored=cid)
                 continue
-            if version > expected:
-                yield Finding(kind="version_gap", person_id=pid, version=version,
-                              detail=f"versions {expected}..{version - 1} are missing")
-            if version == 0:
-                if prev is not None:
-                    yield Finding(kind="prev_mismatch", person_id=pid, version=0,
-                                  detail="version 0 has a prev", stored=prev)
-                if op != Op.CREATED:
-                    yield Finding(kind="bad_genesis", person_id=pid, version=0,
-                                  detail=f"version 0 has op {op!r}, not 'created'")
-            elif version == expected and prev != last_cid:
-                yield Finding(kind="prev_mismatch", person_id=pid, version=version,
-                              detail=f"prev is not the CID of version {version - 1}",
-                              stored=prev, computed=last_cid)
+            yield from _link_findings(pid, version, expected, prev=prev, last_cid=last_cid,
+                                      op=op)
             if erased:
-                yield Finding(kind="after_erasure", person_id=pid, version=version,
+                yield Finding(kind="after_erasure", person_id=uuid.UUID(pid), version=version,
                               detail="a version follows the erased version")
             erased = erased or op == Op.ERASED
             expected, last_cid = version + 1, cid
@@ -122,11 +166,44 @@ def iter_findings(conn: Conn, person_id: uuid.UUID | None = None, *,
         raise PersonNotFound(f"person {person_id} not found")
 
 
+def _digest_of(cid: str) -> bytes | None:
+    try:
+        return cid_bytes(cid)[4:]
+    except InvalidInput:
+        return None
+
+
+def _odd_row(pid: str, version: int, fmt: int, op: str) -> Finding:
+    if fmt != FORMAT_VERSION:
+        return Finding(kind="unknown_format", person_id=uuid.UUID(pid), version=version,
+                       detail=f"envelope format {fmt} is not {FORMAT_VERSION}")
+    return Finding(kind="unknown_op", person_id=uuid.UUID(pid), version=version,
+                   detail="op is not a known operation")
+
+
+def _link_findings(pid: str, version: int, expected: int, *, prev: str | None,
+                   last_cid: str | None, op: str) -> Iterator[Finding]:
+    if version > expected:
+        yield Finding(kind="version_gap", person_id=uuid.UUID(pid), version=version,
+                      detail=f"versions {expected}..{version - 1} are missing")
+    if version == 0:
+        if prev is not None:
+            yield Finding(kind="prev_mismatch", person_id=uuid.UUID(pid), version=0,
+                          detail="version 0 has a prev", stored=prev)
+        if op != Op.CREATED:
+            yield Finding(kind="bad_genesis", person_id=uuid.UUID(pid), version=0,
+                          detail=f"version 0 has op {op!r}, not 'created'")
+    elif version == expected and prev != last_cid:
+        yield Finding(kind="prev_mismatch", person_id=uuid.UUID(pid), version=version,
+                      detail=f"prev is not the CID of version {version - 1}",
+                      stored=prev, computed=last_cid)
+
+
 def verify_ledger(conn: Conn, person_id: uuid.UUID | None = None, *,
                   progress: Callable[[int], None] | None = None,
                   max_findings: int = 10_000) -> VerificationReport:
     """Check every chain (or one person's) and report what is wrong."""
-    tally = _Tally()
+    tally = Tally()
     findings: list[Finding] = []
     for finding in iter_findings(conn, person_id, tally=tally, progress=progress):
         if len(findings) < max_findings:

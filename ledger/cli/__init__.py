@@ -15,15 +15,13 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from fields import Keyring, keyring_path
-from projections import verify_ledger
 from schema import InvalidInput, PeoplelogError
 
 from .. import _cid
 from .._api import Ledger
-from .._inputs import check_person_id
 from .._store import Database, Settings
 from . import _audit, _forensics, _projections
-from ._common import EXIT_DAMAGE, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, Handler, add_command
+from ._common import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, Handler, add_command
 
 __all__ = ["main"]
 
@@ -130,15 +128,17 @@ def cmd_update(args: argparse.Namespace) -> tuple[Any, int]:
 
 
 def cmd_show(args: argparse.Namespace) -> tuple[Any, int]:
+    at = _forensics.as_of_time(args)
     with _ledger() as ledger:
-        view = ledger.get_person(args.person_id, args.version)
+        if at is None:
+            view = ledger.get_person(args.person_id, args.version)
+        else:
+            view = _forensics.show_as_of(ledger, args.person_id, at)
     return view.model_dump(mode="json"), EXIT_OK
 
 
 def cmd_history(args: argparse.Namespace) -> tuple[Any, int]:
-    with _ledger(keys=False) as ledger:
-        entries = ledger.history(args.person_id)
-    return [entry.model_dump(mode="json") for entry in entries], EXIT_OK
+    return _forensics.cmd_history(args)  # values with keys, ciphertext facts without
 
 
 def cmd_erase(args: argparse.Namespace) -> tuple[Any, int]:
@@ -151,16 +151,6 @@ def cmd_find(args: argparse.Namespace) -> tuple[Any, int]:
     with _ledger() as ledger:
         person_id = ledger.find_person(args.email)
     return {"person_id": str(person_id)}, EXIT_OK
-
-
-def cmd_verify(args: argparse.Namespace) -> tuple[Any, int]:
-    person = None if args.person is None else check_person_id(args.person)
-    database = Database.from_settings(_settings(), pool_size=1)
-    try:
-        report = database.run(lambda conn: verify_ledger(conn, person))
-    finally:
-        database.close()
-    return report.model_dump(mode="json"), EXIT_OK if report.ok else EXIT_DAMAGE
 
 
 # --- output -------------------------------------------------------------------------------
@@ -270,10 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(psub, "show", cmd_show, "show a person, decrypted",
                 "peoplelog person show PERSON_ID --version 0 --json")
     p.add_argument("person_id", metavar="PERSON_ID")
-    p.add_argument("--version", type=int, metavar="V", help="that version (default: newest)")
+    when = p.add_mutually_exclusive_group()
+    when.add_argument("--version", type=int, metavar="V", help="that version (default: newest)")
+    when.add_argument("--as-of", metavar="TIMESTAMP",
+                      help="the version current at that time (ISO 8601 with a time zone, "
+                           "e.g. 2024-05-01T12:00:00Z)")
 
-    p = command(psub, "history", cmd_history, "list every version, oldest first (no keys "
-                "needed)", "peoplelog person history PERSON_ID --json")
+    p = command(psub, "history", cmd_history, "list every version, oldest first, with values "
+                "when keys are present (no keys needed)",
+                "peoplelog person history PERSON_ID --json")
     p.add_argument("person_id", metavar="PERSON_ID")
 
     p = command(psub, "erase", cmd_erase, "erase a person by deleting their data key",
@@ -285,12 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "peoplelog person find --email ada@example.org")
     p.add_argument("--email", required=True)
 
-    p = command(sub, "verify", cmd_verify,
-                "recompute every CID and check every chain (no keys needed)",
-                "peoplelog verify --json")
-    p.add_argument("--person", metavar="PERSON_ID", help="check one person only")
-
-    _audit.register(sub, verify_parser=p, add=command)
+    _audit.register(sub, add=command)
     _projections.register(sub, add=command)
     _forensics.register(sub, psub, add=command)
     return parser

@@ -1,0 +1,246 @@
+"""The ledger as stored, as JSON lines, and its verification with no database.
+
+Line 1 is a header; then every stored checkpoint; then every version in log order (versions
+not yet sequenced last, with ``"position": null``). A version line carries the envelope
+exactly as hashed, so any RFC 8785 tool plus SHA-256 recomputes its CID.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+import psycopg
+
+from ledger import (
+    FORMAT_VERSION,
+    InvalidInput,
+    Op,
+    VersionRecord,
+    cid_of,
+    envelope,
+    envelope_bytes,
+)
+
+from ._audit import AuditReport
+from ._checkpoint import Checkpoint, VerifierKey, parse_checkpoint
+from ._log import log_origin, stored_verifier_key
+from ._merkle import Frontier, cid_leaf, leaf_hash
+from ._verify import Finding
+
+__all__ = ["EXPORT_FORMAT", "export_ledger", "verify_export"]
+
+Conn = psycopg.Connection[Any]
+EXPORT_FORMAT = "peoplelog-export/1"
+_NIL = uuid.UUID(int=0)
+_OPS = frozenset(op.value for op in Op)
+_QUERY = """
+SELECT l.position, p.person_id, p.version, p.cid, p.prev, p.format, p.op,
+       (extract(epoch FROM p.recorded_at) * 1000000)::bigint, p.actor, p.reason,
+       p.email, p.name, p.password, (extract(epoch FROM p.verified_at) * 1000000)::bigint
+FROM people p
+LEFT JOIN log_entries l ON l.person_id = p.person_id AND l.version = p.version
+ORDER BY l.position NULLS LAST, p.seq
+"""
+
+
+def _bytes(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+def export_ledger(conn: Conn, out: TextIO, *,
+                  progress: Callable[[int], None] | None = None) -> int:
+    """Write the export; return the number of versions written."""
+    key = stored_verifier_key(conn)
+    header = {
+        "type": "header", "format": EXPORT_FORMAT, "origin": log_origin(conn),
+        "verifier_key": None if key is None else str(key),
+        "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    out.write(json.dumps(header) + "\n")
+    for size, note in conn.execute("SELECT size, note FROM checkpoints ORDER BY size"):
+        out.write(json.dumps({"type": "checkpoint", "size": int(size), "note": note}) + "\n")
+    count = 0
+    with conn.transaction(), conn.cursor(name="peoplelog_export") as cur:
+        cur.itersize = 10_000
+        cur.execute(_QUERY)
+        for (position, pid, version, cid, prev, fmt, op, recorded_at, actor, reason, email,
+             name, password, verified_at) in cur:
+            record = VersionRecord(
+                person_id=pid, version=version, prev=prev, op=op, recorded_at=recorded_at,
+                actor=actor, reason=reason, email=_bytes(email), name=_bytes(name),
+                password=_bytes(password), verified_at=verified_at, format=fmt)
+            out.write(json.dumps({"type": "version", "position": position, "cid": cid,
+                                  "envelope": envelope(record)}, ensure_ascii=False) + "\n")
+            count += 1
+            if progress is not None and count % 10_000 == 0:
+                progress(count)
+    return count
+
+
+def _unb64(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+
+
+def _record(env: dict[str, Any]) -> VersionRecord:
+    return VersionRecord(
+        person_id=uuid.UUID(env["person_id"]), version=int(env["version"]),
+        prev=env["prev"], op=env["op"], recorded_at=int(env["recorded_at"]),
+        actor=env["actor"], reason=env["reason"], email=_unb64(env["email"]),
+        name=_unb64(env["name"]), password=_unb64(env["password"]),
+        verified_at=None if env["verified_at"] is None else int(env["verified_at"]),
+        format=int(env["format"]),
+    )
+
+
+def verify_export(lines: Iterable[str], *, held: Checkpoint | None = None,
+                  key: VerifierKey | None = None) -> AuditReport:
+    """Verify an export: CIDs, chains, log order, checkpoint roots and signatures."""
+    findings = list(_export_findings(iter(lines), held, key, stats := {"rows": 0,
+                                                                        "persons": 0}))
+    return AuditReport(ok=not findings, checked=stats["rows"], persons=stats["persons"],
+                       findings=findings)
+
+
+def _export_findings(lines: Iterator[str], held: Checkpoint | None, key: VerifierKey | None,
+                     stats: dict[str, int]) -> Iterator[Finding]:
+    try:
+        header = json.loads(next(lines))
+    except (StopIteration, ValueError):
+        raise InvalidInput("export is empty or its first line is not JSON") from None
+    if header.get("type") != "header" or header.get("format") != EXPORT_FORMAT:
+        raise InvalidInput(f"not a {EXPORT_FORMAT} file")
+    origin = header.get("origin")
+    if key is None and header.get("verifier_key"):
+        key = VerifierKey.parse(header["verifier_key"])
+    roots: dict[int, bytes] = {}
+    chains: dict[uuid.UUID, tuple[int, str, bool]] = {}
+    frontier = Frontier()
+    sequenced = True
+    for number, line in enumerate(lines, start=2):
+        try:
+            item = json.loads(line)
+            kind = item["type"]
+        except (ValueError, KeyError, TypeError):
+            yield Finding(kind="malformed_line", person_id=_NIL, version=None,
+                          detail=f"line {number} is not an export record")
+            continue
+        if kind == "checkpoint":
+            yield from _checkpoint_line(item, number, origin, key, roots)
+            continue
+        if kind != "version":
+            continue
+        try:
+            record = _record(item["envelope"])
+            cid = str(item["cid"])
+            position = item["position"]
+        except (KeyError, TypeError, ValueError):
+            yield Finding(kind="malformed_line", person_id=_NIL, version=None,
+                          detail=f"line {number} is not a well-formed version")
+            continue
+        stats["rows"] += 1
+        yield from _version_findings(record, cid, chains, stats)
+        if position is None:
+            sequenced = False
+            continue
+        if not sequenced or position != frontier.size:
+            yield Finding(kind="log_gap", person_id=record.person_id, version=record.version,
+                          detail=f"log position {frontier.size} expected, found {position}")
+        frontier.append(leaf_hash(cid_leaf(cid)))
+        if frontier.size in roots and roots[frontier.size] != frontier.root():
+            yield Finding(kind="checkpoint_mismatch", person_id=_NIL, version=None,
+                          detail=f"the first {frontier.size} versions do not give the root of "
+                                 "the exported checkpoint of that size")
+        if held is not None and frontier.size == held.size and held.root != frontier.root():
+            yield Finding(kind="checkpoint_mismatch", person_id=_NIL, version=None,
+                          detail="the export does not give the root of the held checkpoint")
+    yield from _end_findings(frontier.size, max(roots, default=0), origin, held, key)
+
+
+def _checkpoint_line(item: dict[str, Any], number: int, origin: str | None,
+                     key: VerifierKey | None, roots: dict[int, bytes]) -> Iterator[Finding]:
+    try:
+        cp = parse_checkpoint(item["note"])
+    except (InvalidInput, KeyError, TypeError) as exc:
+        yield Finding(kind="bad_checkpoint", person_id=_NIL, version=None,
+                      detail=f"line {number}: {exc}")
+        return
+    roots[cp.size] = cp.root
+    if cp.origin != origin:
+        yield Finding(kind="origin_mismatch", person_id=_NIL, version=None,
+                      detail=f"checkpoint {cp.size} is for another log")
+    if key is not None and not cp.signed_by(key):
+        yield Finding(kind="bad_signature", person_id=_NIL, version=None,
+                      detail=f"checkpoint {cp.size} is not signed by {key.name}")
+    if cp.size == 0 and cp.root != Frontier().root():
+        yield Finding(kind="checkpoint_mismatch", person_id=_NIL, version=None,
+                      detail="checkpoint 0 does not have the empty root")
+
+
+def _end_findings(size: int, newest: int, origin: str | None, held: Checkpoint | None,
+                  key: VerifierKey | None) -> Iterator[Finding]:
+    if size < newest:
+        yield Finding(kind="log_truncated", person_id=_NIL, version=None,
+                      detail=f"{size} logged versions; a checkpoint covers {newest}")
+    if held is None:
+        return
+    if held.origin != origin:
+        yield Finding(kind="origin_mismatch", person_id=_NIL, version=None,
+                      detail="the held checkpoint is for another log")
+    if key is not None and not held.signed_by(key):
+        yield Finding(kind="bad_signature", person_id=_NIL, version=None,
+                      detail=f"held checkpoint is not signed by {key.name}")
+    if size < held.size:
+        yield Finding(kind="log_truncated", person_id=_NIL, version=None,
+                      detail=f"{size} logged versions; the held checkpoint covers {held.size}")
+    if newest < held.size:
+        yield Finding(kind="checkpoint_rollback", person_id=_NIL, version=None,
+                      detail=f"newest exported checkpoint ({newest}) is smaller than the held "
+                             f"one ({held.size})")
+
+
+def _version_findings(record: VersionRecord, cid: str,
+                      chains: dict[uuid.UUID, tuple[int, str, bool]],
+                      stats: dict[str, int]) -> Iterator[Finding]:
+    pid, version = record.person_id, record.version
+    computed = cid_of(envelope_bytes(record))
+    if computed != cid:
+        yield Finding(kind="cid_mismatch", person_id=pid, version=version,
+                      detail="the CID does not match the envelope", stored=cid,
+                      computed=computed)
+    if record.format != FORMAT_VERSION:
+        yield Finding(kind="unknown_format", person_id=pid, version=version,
+                      detail=f"envelope format {record.format}")
+    if record.op not in _OPS:
+        yield Finding(kind="unknown_op", person_id=pid, version=version,
+                      detail="op is not a known operation")
+    state = chains.get(pid)
+    if state is None:
+        stats["persons"] += 1
+        expected, last_cid, erased = 0, None, False
+    else:
+        expected, last_cid, erased = state
+    if version < expected:
+        yield Finding(kind="fork", person_id=pid, version=version,
+                      detail=f"a second version {version} (fork)", stored=cid)
+        return
+    if version > expected:
+        yield Finding(kind="version_gap", person_id=pid, version=version,
+                      detail=f"versions {expected}..{version - 1} are missing")
+    if version == 0 and record.prev is not None:
+        yield Finding(kind="prev_mismatch", person_id=pid, version=0,
+                      detail="version 0 has a prev", stored=record.prev)
+    elif version == expected and version > 0 and record.prev != last_cid:
+        yield Finding(kind="prev_mismatch", person_id=pid, version=version,
+                      detail=f"prev is not the CID of version {version - 1}",
+                      stored=record.prev, computed=last_cid)
+    if erased:
+        yield Finding(kind="after_erasure", person_id=pid, version=version,
+                      detail="a version follows the erased version")
+    chains[pid] = (version + 1, cid, erased or record.op == Op.ERASED)
