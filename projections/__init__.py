@@ -2,6 +2,41 @@
 
 from __future__ import annotations
 
+from ._audit import AuditReport, audit_database
+from ._checkpoint import Checkpoint, CheckpointSigner, VerifierKey, parse_checkpoint
+from ._export import EXPORT_FORMAT, export_ledger, verify_export
+from ._log import (
+    CheckpointResult,
+    InclusionProof,
+    LogReport,
+    iter_log_findings,
+    log_origin,
+    make_checkpoint,
+    prove_inclusion,
+    stored_verifier_key,
+)
 from ._verify import Finding, VerificationReport, iter_findings, verify_ledger
 
-__all__ = ["Finding", "VerificationReport", "iter_findings", "verify_ledger"]
+__all__ = [
+    "EXPORT_FORMAT",
+    "AuditReport",
+    "Checkpoint",
+    "CheckpointResult",
+    "CheckpointSigner",
+    "Finding",
+    "InclusionProof",
+    "LogReport",
+    "VerificationReport",
+    "VerifierKey",
+    "audit_database",
+    "export_ledger",
+    "iter_findings",
+    "iter_log_findings",
+    "log_origin",
+    "make_checkpoint",
+    "parse_checkpoint",
+    "prove_inclusion",
+    "stored_verifier_key",
+    "verify_export",
+    "verify_ledger",
+]
