@@ -42,6 +42,23 @@ pl person erase "$grace" --actor dpo --reason "erasure request"
 pl person show "$grace"
 pl person find --email grace.hopper@navy.example || echo "   exit code $? (not found)"
 
-echo; echo "== verify every chain, without keys"
-PEOPLELOG_KEYRING=/nonexistent pl verify
+echo; echo "== the auditor: a signed checkpoint kept outside the database"
+AUDIT="$PEOPLELOG_HOME/auditor"; mkdir -p "$AUDIT"
+pl keys public > "$AUDIT/verifier.key"
+pl checkpoint --out "$AUDIT/held.txt"
+pl person update "$ada" --name "Ada, Countess of Lovelace" --actor support --reason "ticket #43"
+pl checkpoint > /dev/null
+
+echo "-- verify without keys: chains, log, and consistency with the held checkpoint"
+PEOPLELOG_KEYRING=/nonexistent pl verify --checkpoint "$AUDIT/held.txt" \
+   --key "$AUDIT/verifier.key" --save-checkpoint "$AUDIT/held.txt"
+
+echo "-- an inclusion proof, checked offline with only the public key"
+pl prove "$ada" --version 0 --out "$AUDIT/proof.json" > /dev/null
+pl verify-proof "$AUDIT/proof.json" --key "$AUDIT/verifier.key"
+
+echo "-- the ledger as stored, verified with no database"
+pl export --out "$AUDIT/ledger.jsonl"
+pl verify --from-export "$AUDIT/ledger.jsonl" --checkpoint "$AUDIT/held.txt" \
+   --key "$AUDIT/verifier.key"
 echo; echo "demo finished: all good"

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from fields import KeyPurpose, Keyring, keyring_path
 from projections import (
+    AuditReport,
     CheckpointSigner,
     InclusionProof,
     VerifierKey,
@@ -101,10 +102,32 @@ def cmd_verify(args: argparse.Namespace) -> tuple[Any, int]:
         report = database.run(
             lambda conn: audit_database(conn, person, held=held, key=key, progress=update,
                                         conninfo=database.conninfo, workers=workers))
-    result = report.model_dump(mode="json")
     if report.ok and args.save_checkpoint and report.log and report.log.latest_checkpoint:
         _write_out(args.save_checkpoint, report.log.latest_checkpoint)
+    result = report.model_dump(mode="json") if args.json else _verdict(report)
     return result, EXIT_OK if report.ok else EXIT_DAMAGE
+
+
+def _verdict(report: AuditReport) -> str:
+    """The human form of a verification report: verdict, findings, checkpoint to keep."""
+    lines = [
+        f"{'OK' if report.ok else 'DAMAGED'}: {report.checked} versions of {report.persons} "
+        f"persons checked, {len(report.findings)} findings"
+    ]
+    for finding in report.findings:
+        where = "" if finding.version is None else f" {finding.person_id} v{finding.version}"
+        lines.append(f"  {finding.kind}{where}: {finding.detail}")
+    log = report.log
+    if log is not None:
+        held = ""
+        if log.held_size is not None:
+            held = (f"; consistent with the held checkpoint ({log.held_size})"
+                    if log.consistent_with_held else "; NOT consistent with the held checkpoint")
+        lines.append(f"log: {log.size} entries, {log.checkpoints} checkpoints, "
+                     f"{log.pending} versions pending the next checkpoint{held}")
+        if report.ok and log.latest_checkpoint:
+            lines += ["checkpoint to keep:", log.latest_checkpoint.rstrip("\n")]
+    return "\n".join(lines)
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> tuple[Any, int]:
