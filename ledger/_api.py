@@ -91,6 +91,10 @@ class Ledger:
             self._keyring_checked = True
         return self._keyring
 
+    def keyring_or_none(self) -> Keyring | None:
+        """The checked keyring (see ``keyring``), or None when the ledger has none."""
+        return None if self._keyring is None else self.keyring
+
     def migrate(self, app_role: str | None = None) -> list[str]:
         """Apply pending migrations; optionally grant an application role its rights."""
         def work(conn: Conn) -> list[str]:

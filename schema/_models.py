@@ -104,3 +104,11 @@ class HistoryEntry(BaseModel):
     actor: str | None
     reason: str | None
     changed: list[str]
+    # Filled by the forensic history (projections.history_with_values), None otherwise:
+    values: dict[str, str | None] | None = Field(default=None, repr=False)
+    """Decrypted new values of the fields this version changed (keys present, person not
+    erased); a password is never shown, only named in ``changed``."""
+    facts: dict[str, str] | None = None
+    """Per field, what the ciphertexts tell without keys: changed, unchanged or absent."""
+    erased: bool | None = None
+    """The person was erased: data keys shredded, so no value can be decrypted."""
