@@ -17,6 +17,7 @@ from ._history import (
     parse_timestamp,
     person_as_of,
 )
+from ._latest import ProjectionReport, RebuildReport, check_projections, rebuild_projections
 from ._log import (
     CheckpointResult,
     InclusionProof,
@@ -42,11 +43,14 @@ __all__ = [
     "Forensics",
     "InclusionProof",
     "LogReport",
+    "ProjectionReport",
+    "RebuildReport",
     "VerificationReport",
     "VerifierKey",
     "VersionDiff",
     "audit_database",
     "changes",
+    "check_projections",
     "diff_versions",
     "export_ledger",
     "history_with_values",
@@ -58,6 +62,7 @@ __all__ = [
     "parse_timestamp",
     "person_as_of",
     "prove_inclusion",
+    "rebuild_projections",
     "stored_verifier_key",
     "verify_export",
     "verify_ledger",
