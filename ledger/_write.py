@@ -377,6 +377,7 @@ def erase_person(conn: Conn, person_id: uuid.UUID, actor: str | None,
                           written=False)
     conn.execute("DELETE FROM person_keys WHERE person_id = %s", (person_id,))
     conn.execute("DELETE FROM email_lookup WHERE person_id = %s", (person_id,))
+    conn.execute("DELETE FROM external_ids WHERE person_id = %s", (person_id,))
     record = VersionRecord(
         person_id=person_id,
         version=head.version + 1,

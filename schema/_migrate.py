@@ -84,6 +84,7 @@ _APP_GRANTS: tuple[tuple[str, str], ...] = (
     ("person_keys", "SELECT, INSERT, DELETE"),
     ("peoplelog_migrations", "SELECT"),
     ("peoplelog_key_checks", "SELECT, INSERT"),
+    ("external_ids", "SELECT, INSERT, DELETE"),
     ("log_entries", "SELECT"),
     ("checkpoints", "SELECT"),
     ("log_meta", "SELECT"),

@@ -20,7 +20,7 @@ from schema import InvalidInput, PeoplelogError
 from .. import _cid
 from .._api import Ledger
 from .._store import Database, Settings
-from . import _audit, _forensics, _projections
+from . import _audit, _forensics, _import, _projections
 from ._common import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, Handler, add_command
 
 __all__ = ["main"]
@@ -281,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--email", required=True)
 
     _audit.register(sub, add=command)
+    _import.register(sub, add=command)
     _projections.register(sub, add=command)
     _forensics.register(sub, psub, add=command)
     return parser
