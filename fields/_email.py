@@ -55,7 +55,7 @@ def _simple(text: str) -> NormalisedEmail | None:
         return None
     local, _, domain = text.rpartition("@")
     domain = domain.lower()
-    if len(local) > MAX_LOCAL_PART or len(domain) > 253 or (
+    if len(local) > MAX_LOCAL_PART or len(domain) > 253 or "xn--" in domain or (
         domain.rsplit(".", 1)[-1] in _SPECIAL_USE or domain.endswith(".home.arpa")
     ):
         return None

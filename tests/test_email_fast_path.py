@@ -10,7 +10,8 @@ from fields import normalise_email
 from fields._email import MAX_LOCAL_PART, _simple
 
 ATOM = st.from_regex(r"[A-Za-z0-9_+-]{1,16}", fullmatch=True)
-LABEL = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9-]{0,10}[A-Za-z0-9])?", fullmatch=True)
+LABEL = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9-]{0,10}[A-Za-z0-9])?", fullmatch=True) | (
+    st.sampled_from(["xn--bcher-kva", "XN--80AK6AA92E", "xn--e1afmkfd"]))
 TLD = st.sampled_from(["com", "ORG", "io", "test", "local", "arpa", "localhost", "onion",
                        "invalid", "example", "Museum", "internal"]) | st.from_regex(
     r"[A-Za-z]{2,8}", fullmatch=True)
@@ -53,5 +54,5 @@ def test_fast_path_is_what_normalise_email_returns() -> None:
     email = normalise_email("  Ada.Lovelace+notes@Example.ORG ")
     assert (email.display, email.lookup_key) == ("Ada.Lovelace+notes@example.org",
                                                  "ada.lovelace+notes@example.org")
-    for special in ("a@b.test", "a@b.localhost", "a@b.home.arpa"):
+    for special in ("a@b.test", "a@b.localhost", "a@b.home.arpa", "a@xn--bcher-kva.de"):
         assert _simple(special) is None
