@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import unicodedata
@@ -134,8 +133,8 @@ class BlindIndex:
         """Keyed hash of an imported record's external id (input ``peoplelog/external-id/1``
         NUL, then the id in UTF-8)."""
         message = b"peoplelog/external-id/1\x00" + external_id.encode()
-        return hmac.new(self.key.secret, message, hashlib.sha256).digest()
+        return hmac.digest(self.key.secret, message, "sha256")
 
     def digest(self, email: NormalisedEmail) -> bytes:
         message = b"peoplelog/email/%d\x00" % NORMALISATION_VERSION + email.lookup_key.encode()
-        return hmac.new(self.key.secret, message, hashlib.sha256).digest()
+        return hmac.digest(self.key.secret, message, "sha256")

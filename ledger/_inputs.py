@@ -27,6 +27,10 @@ MAX_VERSION = 2**31 - 1
 def _text(value: object, what: str, limit: int, *, allow_newlines: bool = False) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"{what} must be text")
+    if value.isascii() and value.isprintable():  # NFC and the control scan change nothing
+        text = value.strip()
+        if text and len(text) <= limit:
+            return text
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -88,6 +88,32 @@ def lock_head(conn: Conn, person_id: uuid.UUID, *, lock: bool = True) -> Head | 
     return None if row is None else Head(*row)
 
 
+def _lock_head_with_key(conn: Conn, person_id: uuid.UUID
+                        ) -> tuple[Head | None, tuple[int, str, bytes] | None]:
+    """The locked head and the newest wrapped data key, in one round trip."""
+    row = conn.execute(
+        "SELECT l.person_id, l.version, l.cid, l.op, l.created_at, l.recorded_at, l.email,"
+        " l.name, l.password, l.verified_at, l.erased_at, k.key_version, k.kek_id,"
+        " k.wrapped_key FROM people_latest l LEFT JOIN LATERAL ("
+        "  SELECT key_version, kek_id, wrapped_key FROM person_keys"
+        "  WHERE person_id = l.person_id ORDER BY key_version DESC LIMIT 1) k ON true"
+        " WHERE l.person_id = %s FOR UPDATE OF l",
+        (person_id,),
+    ).fetchone()
+    if row is None:
+        return None, None
+    wrapped = None if row[11] is None else (int(row[11]), str(row[12]), bytes(row[13]))
+    return Head(*row[:11]), wrapped
+
+
+def _unwrap(keyring: Keyring, person_id: uuid.UUID,
+            wrapped: tuple[int, str, bytes] | None) -> DataKey:
+    if wrapped is None:
+        raise PersonErased(f"person {person_id} has no data key (erased)")
+    key_version, kek_id, blob = wrapped
+    return DataKey.unwrap(person_id, key_version, blob, keyring.get(kek_id, KeyPurpose.KEK))
+
+
 def load_data_key(conn: Conn, keyring: Keyring, person_id: uuid.UUID) -> DataKey:
     row = conn.execute(
         "SELECT key_version, kek_id, wrapped_key FROM person_keys WHERE person_id = %s"
@@ -106,28 +132,27 @@ def _set_lookup(conn: Conn, person_id: uuid.UUID, digest: bytes | None, key_id: 
     if digest is None:
         return
     try:
-        with conn.transaction():
-            conn.execute(
-                "INSERT INTO email_lookup (blind_index, person_id, key_id, norm)"
-                " VALUES (%s, %s, %s, 1)",
-                (digest, person_id, key_id),
-            )
+        conn.execute(
+            "INSERT INTO email_lookup (blind_index, person_id, key_id, norm)"
+            " VALUES (%s, %s, %s, 1)",
+            (digest, person_id, key_id),
+        )
     except pg_errors.UniqueViolation:
         raise EmailTaken("email is already registered to another person") from None
 
 
 def _insert(conn: Conn, record: VersionRecord, cid: str) -> None:
+    # No savepoint: any failure here ends the whole write, so the transaction rolls back.
     try:
-        with conn.transaction():
-            conn.execute(
-                _INSERT_VERSION,
-                (
-                    record.person_id, record.version, cid, record.prev, record.format,
-                    record.op, from_micros(record.recorded_at), record.actor, record.reason,
-                    record.email, record.name, record.password,
-                    None if record.verified_at is None else from_micros(record.verified_at),
-                ),
-            )
+        conn.execute(
+            _INSERT_VERSION,
+            (
+                record.person_id, record.version, cid, record.prev, record.format,
+                record.op, from_micros(record.recorded_at), record.actor, record.reason,
+                record.email, record.name, record.password,
+                None if record.verified_at is None else from_micros(record.verified_at),
+            ),
+        )
     except pg_errors.UniqueViolation:
         raise VersionConflict(
             f"person {record.person_id} already has a version {record.version}"
@@ -346,13 +371,14 @@ def build_next(head: Head, data_key: DataKey, change: Change,
 def apply_change(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Change,
                  expect_version: int | None) -> VersionRef:
     """Lock the head, build the next version on it, write it and the projections."""
-    head = _require_writable(lock_head(conn, person_id), person_id)
+    head, wrapped = _lock_head_with_key(conn, person_id)
+    head = _require_writable(head, person_id)
     if expect_version is not None and head.version != expect_version:
         raise VersionConflict(
             f"person {person_id} is at version {head.version}, not {expect_version}; "
             "nothing was written"
         )
-    data_key = load_data_key(conn, keyring, person_id)
+    data_key = _unwrap(keyring, person_id, wrapped)
     record, email_changed, _ = build_next(head, data_key, change, now_micros())
     if not record.op:
         return VersionRef(person_id=person_id, version=head.version, cid=head.cid,

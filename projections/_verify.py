@@ -44,7 +44,7 @@ Partition = tuple[uuid.UUID | None, uuid.UUID | None]
 """Person ids ``[low, high)``; None is unbounded."""
 
 _COLUMNS = sql.SQL(
-    "SELECT person_id::text, version, cid, prev, format, op,"
+    "SELECT people.person_id::text AS pid, version, cid, prev, format, op,"
     " (extract(epoch FROM recorded_at) * 1000000)::bigint, actor, reason,"
     " email, name, password, (extract(epoch FROM verified_at) * 1000000)::bigint"
     " FROM people"
@@ -109,7 +109,9 @@ def _query(person_id: uuid.UUID | None, partition: Partition | None) -> sql.Comp
         if high is not None:
             where.append(sql.SQL("person_id < {}").format(sql.Literal(str(high))))
     clause = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL("")
-    return sql.SQL("COPY ({} {} ORDER BY person_id, version) TO STDOUT (FORMAT binary)").format(
+    return sql.SQL(
+        "COPY ({} {} ORDER BY people.person_id, people.version) TO STDOUT (FORMAT binary)"
+    ).format(
         _COLUMNS, clause)
 
 
