@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# Benchmarks (not tests): ratios against raw PostgreSQL baselines, see bench/README.md.
+# Uses PEOPLELOG_DATABASE_URL when set, else a throwaway embedded server; BENCH_SCALE=N
+# multiplies the sizes. Writes bench/results.json.
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench.run
+
 lint: $(STAMP)
-	$(BIN)/ruff check ledger fields schema projections tests
+	$(BIN)/ruff check ledger fields schema projections tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
