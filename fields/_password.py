@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -70,11 +71,17 @@ class PasswordHasher:
 
     @staticmethod
     def is_phc(value: str) -> bool:
+        if not isinstance(value, str) or not _PHC.fullmatch(value):
+            return False  # extract_parameters reads the parameters only, not salt and hash
         try:
             argon2.extract_parameters(value)
         except InvalidHashError:
             return False
         return value.startswith("$argon2id$")
+
+
+_PHC = re.compile(r"\$argon2id\$v=19\$m=[0-9]{1,10},t=[0-9]{1,10},p=[0-9]{1,3}"
+                  r"\$[A-Za-z0-9+/]{11,1024}\$[A-Za-z0-9+/]{16,1024}")
 
 
 @functools.cache

@@ -85,6 +85,7 @@ _APP_GRANTS: tuple[tuple[str, str], ...] = (
     ("peoplelog_migrations", "SELECT"),
     ("peoplelog_key_checks", "SELECT, INSERT"),
     ("external_ids", "SELECT, INSERT, DELETE"),
+    ("import_seen", "SELECT, INSERT, DELETE"),
     ("log_entries", "SELECT"),
     ("checkpoints", "SELECT"),
     ("log_meta", "SELECT"),

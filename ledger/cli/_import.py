@@ -9,7 +9,6 @@ from typing import Any
 from fields import Keyring
 
 from .._import import import_people, read_rows
-from .._read import check_keyring
 from .._store import Database, Settings
 from ._common import EXIT_OK, EXIT_USAGE, AddCommand, progress
 
@@ -19,11 +18,10 @@ __all__ = ["register"]
 def cmd_import(args: argparse.Namespace) -> tuple[Any, int]:
     settings = Settings.from_environment()
     keyring = Keyring.from_environment(settings.home)
-    read_rows(args.file, args.format)  # fail fast on a missing file or unknown format
+    read_rows(args.file, args.format)  # fail fast: missing file, unknown format, bad header
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     database = Database.from_settings(settings, pool_size=1)
     try:
-        database.run(lambda conn: check_keyring(conn, keyring))
         with progress("importing") as update:
             summary = import_people(
                 database, keyring, lambda: read_rows(args.file, args.format),
@@ -42,8 +40,11 @@ def register(sub: Any, *, add: AddCommand, **_: Any) -> None:
     p.epilog = (p.epilog or "") + (
         "\n\ncolumns: email, name (required); password (plain, hashed with argon2id) or "
         "password_hash\n(an argon2id PHC string); verified_at (ISO 8601 with a zone); "
-        "external_id.\nexit 0 when every row was imported, updated or skipped; exit 2 when "
-        "any row was\nrejected (the others are written, unless --strict).")
+        "external_id.\nA row whose email or external id is already there is skipped (a "
+        "new version with\n--update); a row repeating an earlier row's email or external id "
+        "is rejected.\nRe-running the same file after an interruption resumes it.\n"
+        "exit 0 when every row was imported, updated or skipped; exit 2 when any row was\n"
+        "rejected (the others are written, unless --strict).")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--format", choices=["jsonl", "csv"],
                    help="default: csv for *.csv, else JSON lines")
