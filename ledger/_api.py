@@ -8,7 +8,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 
-from fields import Keyring, PasswordHasher, normalise_email
+from fields import BlindIndex, KeyPurpose, Keyring, PasswordHasher, normalise_email
 from schema import (
     HistoryEntry,
     InvalidInput,
@@ -45,6 +45,7 @@ class Ledger:
         self.database = database
         self._keyring = keyring
         self._keyring_checked = False
+        self._blind: BlindIndex | None = None
         self._hasher = PasswordHasher()
 
     def __repr__(self) -> str:
@@ -217,8 +218,8 @@ class Ledger:
     def find_person(self, email: str) -> uuid.UUID:
         """The person currently claiming ``email``; ``PersonNotFound`` if none."""
         normalised = normalise_email(email)
-        keyring = self.keyring
-        found = self._run(lambda conn: _read.find_person_id(conn, keyring, normalised))
+        blind = self._blind_index()
+        found = self._run(lambda conn: _read.find_person_id(conn, blind, normalised))
         if found is None:
             raise PersonNotFound("no person has this email")
         return found
@@ -250,6 +251,11 @@ class Ledger:
         return pid
 
     # --- helpers --------------------------------------------------------------------------
+
+    def _blind_index(self) -> BlindIndex:
+        if self._blind is None:
+            self._blind = BlindIndex(self.keyring.active(KeyPurpose.BLIND_INDEX))
+        return self._blind
 
     def _run(self, work: Callable[[Conn], T]) -> T:
         return self.database.run(work)

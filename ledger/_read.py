@@ -105,8 +105,10 @@ def history(conn: Conn, person_id: uuid.UUID) -> list[HistoryEntry]:
     return entries
 
 
-def find_person_id(conn: Conn, keyring: Keyring, email: NormalisedEmail) -> uuid.UUID | None:
-    blind = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
+def find_person_id(conn: Conn, keyring: Keyring | BlindIndex,
+                   email: NormalisedEmail) -> uuid.UUID | None:
+    blind = keyring if isinstance(keyring, BlindIndex) else BlindIndex(
+        keyring.active(KeyPurpose.BLIND_INDEX))
     row = conn.execute(
         "SELECT person_id FROM email_lookup WHERE blind_index = %s", (blind.digest(email),)
     ).fetchone()
