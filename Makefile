@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean bench
+.PHONY: demo test stress reliability lint venv clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The reliability suite (tests/reliability, also part of `make test`) at heavy sizes: more
+# processes, operations, kills, restarts and property-based examples. Prints its figures.
+stress: $(STAMP)
+	PEOPLELOG_STRESS=1 $(BIN)/python scripts/reliability_report.py --stress -- $(PYTEST_ARGS)
+
+# The reliability suite at `make test` sizes, with its figures as a Markdown table.
+reliability: $(STAMP)
+	$(BIN)/python scripts/reliability_report.py -- $(PYTEST_ARGS)
 
 # Benchmarks (not tests): ratios against raw PostgreSQL baselines, see bench/README.md.
 # Uses PEOPLELOG_DATABASE_URL when set, else a throwaway embedded server; BENCH_SCALE=N

@@ -88,7 +88,8 @@ class Ledger:
             raise InvalidInput("this operation needs the keyring")
         if not self._keyring_checked:
             keyring = self._keyring
-            self.database.run(lambda conn: _read.check_keyring(conn, keyring))
+            self.database.run(lambda conn: _read.check_keyring(conn, keyring),
+                              retry_lost=True)  # idempotent: safe to repeat
             self._keyring_checked = True
         return self._keyring
 
@@ -165,9 +166,18 @@ class Ledger:
         if expect_version is not None:
             check_version(expect_version, "expected version")
         keyring = self.keyring
-        return self.database.transaction(
-            lambda conn: _write.apply_change(conn, keyring, pid, change, expect_version)
-        )
+        attempted: list[VersionRef] = []  # what the last attempt wrote, before its COMMIT
+
+        def work(conn: Conn) -> VersionRef:
+            attempted.append(_write.apply_change(conn, keyring, pid, change, expect_version))
+            return attempted[-1]
+
+        def resume(conn: Conn) -> VersionRef | None:  # after a COMMIT whose outcome is unknown
+            if not attempted or not attempted[-1].written:
+                return None
+            return _found(conn, pid, attempted[-1].cid)
+
+        return self.database.transaction(work, resume=resume)
 
     def prepare_update(self, person_id: uuid.UUID | str, **changes: Any) -> VersionRecord:
         """Build (but do not write) the version an update would append now; ``append`` it
@@ -258,7 +268,7 @@ class Ledger:
         return self._blind
 
     def _run(self, work: Callable[[Conn], T]) -> T:
-        return self.database.run(work)
+        return self.database.run(work, retry_lost=True)  # reads only: safe to repeat
 
     def _password_hash(self, password: str | None, password_hash: str | None) -> str | None:
         if password is not None and password_hash is not None:

@@ -6,6 +6,7 @@ Driver errors are translated into the peoplelog error tree here and nowhere else
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import random
@@ -37,6 +38,9 @@ Conn = psycopg.Connection[Any]
 
 _CONNECT_TIMEOUT = 5
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
+_LOST_WINDOW = 15.0
+"""For how long (seconds) work whose connection was lost is retried on a new one: long
+enough for a server restart, short enough to report an outage."""
 
 
 @dataclass(frozen=True)
@@ -187,10 +191,24 @@ class Database:
             self._single = self._connect()
         yield self._single
 
-    def run(self, work: Callable[[Conn], T]) -> T:
-        """Run ``work`` on a connection (autocommit), with driver errors translated."""
-        with self.connection() as conn, translate_errors(f" at {self.where}"):
-            return work(conn)
+    def run(self, work: Callable[[Conn], T], *, retry_lost: bool = False) -> T:
+        """Run ``work`` on a connection (autocommit), with driver errors translated.
+
+        With ``retry_lost`` (for work that only reads) a lost connection is retried on a
+        new one, e.g. when the pool held connections a restarted server had dropped.
+        """
+        delay = 0.002
+        deadline = time.monotonic() + _LOST_WINDOW
+        while True:
+            try:
+                with self.connection() as conn, translate_errors(f" at {self.where}"):
+                    return work(conn)
+            except DatabaseUnavailable:
+                if not retry_lost or time.monotonic() > deadline:
+                    raise
+                log.warning("connection lost; retrying a read")
+            time.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not crypto
+            delay = min(delay * 2, 0.25)
 
     def close(self) -> None:
         if self._pool is not None:
@@ -200,15 +218,20 @@ class Database:
 
     def transaction(self, work: Callable[[Conn], T], *, attempts: int = 12,
                     resume: Callable[[Conn], T | None] | None = None) -> T:
-        """Run ``work`` in one transaction, retrying serialization failures and deadlocks.
+        """Run ``work`` in one transaction, retrying serialization failures and deadlocks
+        (up to ``attempts`` tries in all; ``attempts=1`` retries nothing).
 
-        After a lost connection the outcome of the commit is unknown; the transaction is
-        retried only when ``resume`` is given: it looks for the earlier attempt's effect
-        and returns its result, or None to run ``work`` again.
+        A connection lost before COMMIT was sent is retried for up to ``_LOST_WINDOW``
+        seconds: nothing can have been stored. One lost during COMMIT leaves the outcome
+        unknown: the transaction is retried only when ``resume`` is given (it looks for the
+        earlier attempt's effect and returns its result, or None to run ``work`` again);
+        otherwise ``DatabaseUnavailable`` says that the outcome is unknown.
         """
         delay = 0.002
         lost = False
-        for attempt in range(1, attempts + 1):
+        deadline = time.monotonic() + _LOST_WINDOW
+        for attempt in itertools.count(1):
+            committing = False
             try:
                 with translate_errors(f" at {self.where}"):
                     try:
@@ -218,12 +241,19 @@ class Database:
                                 if done is not None:
                                     return done
                             with conn.transaction():
-                                return work(conn)
+                                result = work(conn)
+                                committing = True  # leaving the block sends COMMIT
+                            return result
                     except _RETRYABLE:
-                        if attempt == attempts:
+                        if attempt >= attempts:
                             raise
-            except DatabaseUnavailable:
-                if resume is None or attempt == attempts:
+            except DatabaseUnavailable as exc:
+                if committing and resume is None:
+                    raise DatabaseUnavailable(
+                        f"{exc.message}; the connection was lost during COMMIT, so whether "
+                        "the write was stored is unknown: check before writing it again"
+                    ) from None
+                if attempts == 1 or time.monotonic() > deadline:
                     raise
                 lost = True
                 log.warning("connection lost; retrying (attempt %d)", attempt)
