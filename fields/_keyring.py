@@ -211,17 +211,18 @@ class Keyring:
         """Read a keyring file, refusing one that group or others can read."""
         path = Path(path)
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
         except FileNotFoundError:
             raise KeyringError(
                 f"keyring {path} does not exist (run `peoplelog init` to create one)"
             ) from None
         except OSError as exc:
             raise KeyringError(f"keyring {path} cannot be opened: {exc.strerror}") from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise KeyringError(f"keyring {path} is not a regular file")
         with os.fdopen(fd, "rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
-            if not stat.S_ISREG(mode):
-                raise KeyringError(f"keyring {path} is not a regular file")
             if mode & 0o077:
                 raise KeyringError(
                     f"keyring {path} is accessible by group or others "

@@ -64,7 +64,11 @@ def cid_bytes(cid: str) -> bytes:
     """
     if len(cid) != 59 or not _CID_TEXT.match(cid):
         raise InvalidInput("not a peoplelog CID ('bafkrei' + 52 base32 characters)")
-    return (int(cid[1:].translate(_TO_PYTHON_DIGITS), 32) >> 2).to_bytes(36, "big")
+    n = int(cid[1:].translate(_TO_PYTHON_DIGITS), 32)
+    raw = (n >> 2).to_bytes(36, "big")
+    if n & 3 or raw[:4] != CID_PREFIX:
+        raise InvalidInput("not a canonical peoplelog CID (padding bits or prefix differ)")
+    return raw
 
 
 def cid_of(data: bytes) -> str:

@@ -315,6 +315,9 @@ def build_next(head: Head, data_key: DataKey, change: Change,
     given but keeps its verification.
     """
     email, name, password = head.email, head.name, head.password
+    for field, blob in (("email", email), ("name", name), ("password", password)):
+        if blob is not None:  # a damaged projection row must not be carried into the ledger
+            data_key.decrypt(field, bytes(blob))
     verified_at = None if head.verified_at is None else to_micros(head.verified_at)
     changed: list[str] = []
     new_email: bytes | None = None
