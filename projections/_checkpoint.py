@@ -138,6 +138,10 @@ def parse_checkpoint(text: str) -> Checkpoint:
     """Parse a signed checkpoint; signatures are parsed, not verified."""
     if len(text) > _MAX_NOTE:
         raise InvalidInput("checkpoint is too large")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("checkpoint is not valid UTF-8") from None
     if "\r" in text or "\x00" in text:
         raise InvalidInput("checkpoint contains CR or NUL characters")
     body, sep, rest = text.partition("\n\n")

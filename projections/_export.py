@@ -114,7 +114,9 @@ def _export_findings(lines: Iterator[str], held: Checkpoint | None, key: Verifie
         header = json.loads(next(lines))
     except (StopIteration, ValueError):
         raise InvalidInput("export is empty or its first line is not JSON") from None
-    if header.get("type") != "header" or header.get("format") != EXPORT_FORMAT:
+    if not isinstance(header, dict) or header.get("type") != "header" or (
+        header.get("format") != EXPORT_FORMAT
+    ):
         raise InvalidInput(f"not a {EXPORT_FORMAT} file")
     origin = header.get("origin")
     if key is None and header.get("verifier_key"):
@@ -140,7 +142,10 @@ def _export_findings(lines: Iterator[str], held: Checkpoint | None, key: Verifie
             record = _record(item["envelope"])
             cid = str(item["cid"])
             position = item["position"]
-        except (KeyError, TypeError, ValueError):
+            if position is not None and (type(position) is not int or position < 0):
+                raise TypeError("position")
+            envelope_bytes(record)
+        except (KeyError, TypeError, ValueError, AttributeError, InvalidInput):
             yield Finding(kind="malformed_line", person_id=_NIL, version=None,
                           detail=f"line {number} is not a well-formed version")
             continue

@@ -10,6 +10,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -27,6 +28,12 @@ __all__ = ["main"]
 
 
 
+def _without_values(message: str) -> str:
+    """argparse quotes what was typed (a name, an email...): keep the problem, drop the value."""
+    message = re.sub(r"'[^']*'", "'…'", message.replace("\n", " "))
+    return re.sub(r"(unrecognized arguments:).*", r"\1 …", message)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with examples shown under each command's help."""
 
@@ -38,7 +45,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Usage errors are one line too (JSON with --json), exit 2."""
-        text = f"{self.prog}: {message} (see {self.prog} --help)"
+        text = f"{self.prog}: {_without_values(message)} (see {self.prog} --help)"
         if _Parser.json_errors:
             print(json.dumps({"error": "usage", "message": text}), file=sys.stderr)
         else:

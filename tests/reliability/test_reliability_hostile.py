@@ -944,17 +944,10 @@ def test_checkpoints(signed: Signed, target: Target, cli_env: dict[str, str],
             tally["cli verify"] += 1
 
     check()
-    # The same deviation, deterministically: a lone surrogate in the origin line.
-    forged = parse_checkpoint("\ud800" + signed.checkpoint[1:])
-    try:
-        forged.signed_by(key)
-    except UnicodeEncodeError:
-        surrogates.add("signed_by")
-    if surrogates:
-        figures.findings.append(
-            "parse_checkpoint() accepts text holding a lone surrogate (not UTF-8) and "
-            "Checkpoint.signed_by() then raises UnicodeEncodeError, not a PeoplelogError "
-            "(a file cannot carry one, an export's JSON can: see export_files)")
+    # A lone surrogate (an export's JSON can carry one) is refused as not UTF-8.
+    with pytest.raises(InvalidInput):
+        parse_checkpoint("\ud800" + signed.checkpoint[1:])
+    assert not surrogates, "signed_by() met text that parse_checkpoint should have refused"
     figures.inputs_tried = tally["inputs"] + 1
     figures.details = dict(tally)
     figures.write()
