@@ -489,7 +489,8 @@ class _Importer:
             phc = r.password_hash if r.password is None else next(hashes)
             done[r.line] = _write.prepare_new_person(
                 self.keyring, email=r.email, name=r.name, password_hash=phc,
-                verified_at=r.verified_at, actor=self.actor, reason=self.reason)
+                verified_at=r.verified_at, actor=self.actor, reason=self.reason,
+                blind_index=r.email_digest)
         return [done[r.line] for r in rows]
 
     def prepare_passwords(self, conn: Conn, updates: list[tuple[_Row, uuid.UUID]],

@@ -120,11 +120,8 @@ def load_data_key(conn: Conn, keyring: Keyring, person_id: uuid.UUID) -> DataKey
         " ORDER BY key_version DESC LIMIT 1",
         (person_id,),
     ).fetchone()
-    if row is None:
-        raise PersonErased(f"person {person_id} has no data key (erased)")
-    key_version, kek_id, wrapped = row
-    kek = keyring.get(kek_id, KeyPurpose.KEK)
-    return DataKey.unwrap(person_id, key_version, bytes(wrapped), kek)
+    wrapped = None if row is None else (int(row[0]), str(row[1]), bytes(row[2]))
+    return _unwrap(keyring, person_id, wrapped)
 
 
 def _set_lookup(conn: Conn, person_id: uuid.UUID, digest: bytes | None, key_id: str) -> None:
@@ -204,6 +201,7 @@ def prepare_new_person(
     actor: str | None,
     reason: str | None,
     person_id: uuid.UUID | None = None,
+    blind_index: bytes | None = None,
 ) -> NewPerson:
     person_id = person_id or uuid.uuid4()
     data_key, secret = DataKey.generate(person_id)
@@ -229,7 +227,7 @@ def prepare_new_person(
         cid=version_cid(record),
         kek_id=kek.id,
         wrapped_key=DataKey.wrap(person_id, data_key.version, secret, kek),
-        blind_index=blind.digest(email),
+        blind_index=blind.digest(email) if blind_index is None else blind_index,
         blind_key_id=blind.key.id,
     )
 

@@ -2,13 +2,11 @@
 
 Rows stream through binary ``COPY (SELECT ...) TO STDOUT`` ordered by (person_id, version),
 so the server produces while the client hashes; memory holds one person's previous row,
-never the ledger. ``partition`` restricts the pass to a range of person ids so that several
-processes can share the work.
+never the ledger.
 """
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from collections.abc import Callable, Iterator
 from hashlib import sha256
@@ -29,17 +27,13 @@ from ledger import (
 
 __all__ = [
     "Finding",
-    "Partition",
     "Tally",
     "VerificationReport",
     "iter_findings",
-    "partitions",
     "verify_ledger",
 ]
 
 Conn = psycopg.Connection[Any]
-Partition = tuple[uuid.UUID | None, uuid.UUID | None]
-"""Person ids ``[low, high)``; None is unbounded."""
 
 _B64 = ("pg_catalog.rtrim(pg_catalog.translate(pg_catalog.encode({0}, 'base64'),"
         " E'+/\\n', '-_'), '=')")
@@ -96,33 +90,17 @@ class Tally:
         self.persons = 0
 
 
-def partitions(count: int) -> list[Partition]:
-    """Split the person-id space into ``count`` contiguous ranges."""
-    bounds: list[uuid.UUID | None] = [None]
-    bounds += [uuid.UUID(int=(i << 128) // count) for i in range(1, count)]
-    bounds.append(None)
-    return list(itertools.pairwise(bounds))
-
-
-def _query(person_id: uuid.UUID | None, partition: Partition | None) -> sql.Composed:
-    where: list[sql.Composable] = []
+def _query(person_id: uuid.UUID | None) -> sql.Composed:
+    clause: sql.Composable = sql.SQL("")
     if person_id is not None:
-        where.append(sql.SQL("person_id = {}").format(sql.Literal(str(person_id))))
-    if partition is not None:
-        low, high = partition
-        if low is not None:
-            where.append(sql.SQL("person_id >= {}").format(sql.Literal(str(low))))
-        if high is not None:
-            where.append(sql.SQL("person_id < {}").format(sql.Literal(str(high))))
-    clause = sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL("")
+        clause = sql.SQL(" WHERE people.person_id = {}").format(sql.Literal(str(person_id)))
     return sql.SQL(
         "COPY ({} {} ORDER BY people.person_id, people.version) TO STDOUT (FORMAT binary)"
-    ).format(
-        _COLUMNS, clause)
+    ).format(_COLUMNS, clause)
 
 
 def iter_findings(conn: Conn, person_id: uuid.UUID | None = None, *,
-                  tally: Tally | None = None, partition: Partition | None = None,
+                  tally: Tally | None = None,
                   progress: Callable[[int], None] | None = None) -> Iterator[Finding]:
     """Yield every finding in the stored chains, one person after another."""
     tally = tally or Tally()
@@ -130,7 +108,7 @@ def iter_findings(conn: Conn, person_id: uuid.UUID | None = None, *,
     expected = 0
     last_cid: str | None = None
     erased = False
-    with conn.cursor() as cur, cur.copy(_query(person_id, partition)) as copy:
+    with conn.cursor() as cur, cur.copy(_query(person_id)) as copy:
         copy.set_types(_TYPES)
         for pid, version, cid, prev, fmt, op, canonical in copy.rows():
             tally.rows += 1
