@@ -17,25 +17,31 @@ against the database as their batch finds it.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import io
 import json
+import os
 import re
+import struct
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg import errors as pg_errors
 from pydantic import BaseModel
 
 from fields import (
+    NORMALISATION_VERSION,
     BlindIndex,
     KeyPurpose,
     Keyring,
@@ -44,13 +50,16 @@ from fields import (
     check_password_policy,
     normalise_email,
 )
-from schema import Conflict, DecryptionFailed, InvalidInput, PeoplelogError
+from fields._cipher import _AES_256_GCM, _FIELD_AD, _FIELD_HEADER, _NONCE, _WRAP_AD, _pad
+from fields._cipher import _VERSION as _CIPHER_VERSION
+from schema import FORMAT_VERSION, Conflict, DecryptionFailed, InvalidInput, Op, PeoplelogError
 
 from . import _write
+from ._cid import cid_of, envelope_text
 from ._inputs import check_actor, check_name, check_reason
 from ._read import check_keyring
 from ._store import Database
-from ._time import from_micros, to_micros
+from ._time import now_micros, to_micros
 
 __all__ = ["ImportSummary", "RowError", "import_people", "read_rows"]
 
@@ -319,17 +328,50 @@ def _validate(line: int, record: dict[str, Any], blind: BlindIndex) -> _Row | Ro
         return RowError(line=line, reason=exc.message)
 
 
+# --- binary COPY rows ---------------------------------------------------------------------
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = b"\xff\xff"
+_NULL = b"\xff\xff\xff\xff"
+_UUID = b"\x00\x00\x00\x10"
+_PG_EPOCH = 946_684_800_000_000
+"""Microseconds from the Unix epoch to PostgreSQL's (2000-01-01 UTC)."""
+_i32 = struct.Struct(">i").pack
+_stamp_field = struct.Struct(">iq").pack
+_int2_field = struct.Struct(">ih").pack
+_int4_field = struct.Struct(">ii").pack
+
+
+def _bytes_field(value: bytes | None) -> bytes:
+    return _NULL if value is None else _i32(len(value)) + value
+
+
+def _text_field(value: str | None) -> bytes:
+    return _NULL if value is None else _bytes_field(value.encode("utf-8"))
+
+
+def _micros_field(micros: int | None) -> bytes:
+    return _NULL if micros is None else _stamp_field(8, micros - _PG_EPOCH)
+
+
+def _copy(conn: Conn, statement: str, rows: Iterable[bytes]) -> None:
+    """One binary COPY of rows already laid out as binary tuples."""
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        copy.write(_COPY_HEADER + b"".join(rows) + _COPY_TRAILER)
+
+
 # --- rows seen in this run ----------------------------------------------------------------
 
 
 class _Seen:
     """Keys (email digests, external id digests, person ids) of the rows handled so far in
     this run, each with its line, kept in the ``import_seen`` table rather than in memory:
-    a run of any size holds one batch at a time."""
+    a run of any size holds a few batches at a time."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self.run = uuid.uuid4()
+        self._head = b"\x00\x03" + _UUID + self.run.bytes
         database.run(lambda conn: conn.execute(
             "DELETE FROM import_seen WHERE created < now() - interval '1 day'"))
 
@@ -338,13 +380,14 @@ class _Seen:
             return {}
         return {bytes(k): int(line) for k, line in conn.execute(
             "SELECT key, line FROM import_seen WHERE run = %s AND key = ANY(%s)",
-            (self.run, keys))}
+            (self.run, keys), binary=True)}
 
     def add(self, conn: Conn, pairs: list[tuple[bytes, int]]) -> None:
         if pairs:
-            with conn.cursor().copy("COPY import_seen (run, key, line) FROM STDIN") as copy:
-                for key, line in dict(reversed(pairs)).items():
-                    copy.write_row((self.run, key, min(line, 2**31 - 1)))
+            head = self._head
+            _copy(conn, "COPY import_seen (run, key, line) FROM STDIN (FORMAT BINARY)",
+                  [head + _bytes_field(key) + _int4_field(4, min(line, 2**31 - 1))
+                   for key, line in dict(reversed(pairs)).items()])
 
     def close(self) -> None:
         """Drop this run's keys; if that fails (database gone), they expire after a day."""
@@ -353,7 +396,7 @@ class _Seen:
                 "DELETE FROM import_seen WHERE run = %s", (self.run,)))
 
 
-# --- writing ------------------------------------------------------------------------------
+# --- planning -----------------------------------------------------------------------------
 
 
 class _Retry(Exception):
@@ -376,24 +419,46 @@ class _Plan:
     """Per accepted row, the keys to remember once the batch is committed."""
 
 
-def _plan(conn: Conn, batch: list[_Row], update: bool, seen: _Seen) -> _Plan:
-    claims = dict(conn.execute(
-        "SELECT blind_index, person_id FROM email_lookup WHERE blind_index = ANY(%s)",
-        ([r.email_digest for r in batch],)).fetchall())
+_PLAN_QUERY = """
+SELECT 0, blind_index, person_id, 0 FROM email_lookup WHERE blind_index = ANY(%(emails)s)
+UNION ALL
+SELECT 1, id_hash, person_id, 0 FROM external_ids WHERE id_hash = ANY(%(ids)s::bytea[])
+UNION ALL
+SELECT 2, key, NULL::uuid, line FROM import_seen
+ WHERE run = %(run)s AND key = ANY(%(keys)s::bytea[])
+"""
+
+
+def _plan(conn: Conn, batch: list[_Row], update: bool, seen: _Seen,
+          pending: dict[bytes, int]) -> _Plan:
+    """Sort a batch into new rows, updates, skips and errors, in one query.
+
+    ``pending`` holds the keys of earlier batches still being written (key -> line): they
+    count as seen, as they will be once those batches commit.
+    """
     id_digests = [r.id_digest for r in batch if r.id_digest is not None]
-    ids = dict(conn.execute(
-        "SELECT id_hash, person_id FROM external_ids WHERE id_hash = ANY(%s)",
-        (id_digests,)).fetchall()) if id_digests else {}
+    claims: dict[bytes, uuid.UUID] = {}
+    ids: dict[bytes, uuid.UUID] = {}
+    prior: dict[bytes, int] = {}
+    for kind, key, person_id, line in conn.execute(_PLAN_QUERY, {
+            "emails": [r.email_digest for r in batch], "ids": id_digests, "run": seen.run,
+            "keys": [r.email_digest for r in batch] + id_digests}, binary=True):
+        if kind == 0:
+            claims[key] = person_id
+        elif kind == 1:
+            ids[key] = person_id
+        else:
+            prior[key] = line
     plan = _Plan()
     local: dict[bytes, int] = {}
-    prior = seen.lookup(conn, [key for row in batch for _, key in row.identities()])
 
-    def earlier(key: bytes) -> int | None:
-        return local.get(key) or prior.get(key)
+    def earlier(key: bytes, line: int) -> int | None:
+        found = local.get(key) or pending.get(key) or prior.get(key)
+        return found if found is not None and found < line else None
 
     for row in batch:
         duplicate = next(((what, line) for what, key in row.identities()
-                          if (line := earlier(key)) is not None), None)
+                          if (line := earlier(key, row.line)) is not None), None)
         if duplicate is not None:
             plan.errors.append(RowError(
                 line=row.line, reason=f"duplicate: the same {duplicate[0]} as line "
@@ -408,7 +473,7 @@ def _plan(conn: Conn, batch: list[_Row], update: bool, seen: _Seen) -> _Plan:
         target = by_id or by_email
         keys = [key for _, key in row.identities()]
         if target is not None:
-            same = earlier(target.bytes)
+            same = earlier(target.bytes, row.line)
             if same is not None:
                 plan.errors.append(RowError(
                     line=row.line, reason=f"duplicate: the same person as line {same}"))
@@ -426,43 +491,121 @@ def _plan(conn: Conn, batch: list[_Row], update: bool, seen: _Seen) -> _Plan:
     return plan
 
 
-def _copy_new(conn: Conn, people: list[_write.NewPerson], rows: list[_Row],
-              blind_key_id: str) -> None:
-    with conn.cursor() as cur:
-        with cur.copy("COPY person_keys (person_id, key_version, kek_id, wrapped_key)"
-                      " FROM STDIN") as copy:
-            for new in people:
-                copy.write_row((new.record.person_id, 1, new.kek_id, new.wrapped_key))
-        with cur.copy("COPY people (person_id, version, cid, prev, format, op, recorded_at,"
-                      " actor, reason, email, name, password, verified_at) FROM STDIN") as copy:
-            for new in people:
-                r = new.record
-                copy.write_row((r.person_id, 0, new.cid, None, r.format, r.op,
-                                from_micros(r.recorded_at), r.actor, r.reason, r.email, r.name,
-                                r.password, _moment(r.verified_at)))
-        with cur.copy("COPY people_latest (person_id, version, cid, op, created_at,"
-                      " recorded_at, email, name, password, verified_at) FROM STDIN") as copy:
-            for new in people:
-                r = new.record
-                at = from_micros(r.recorded_at)
-                copy.write_row((r.person_id, 0, new.cid, r.op, at, at, r.email, r.name,
-                                r.password, _moment(r.verified_at)))
-        with cur.copy("COPY email_lookup (blind_index, person_id, key_id, norm)"
-                      " FROM STDIN") as copy:
-            for new in people:
-                copy.write_row((new.blind_index, new.record.person_id, new.blind_key_id, 1))
-        with cur.copy("COPY external_ids (id_hash, person_id, key_id) FROM STDIN") as copy:
-            for new, row in zip(people, rows, strict=True):
-                if row.id_digest is not None:
-                    copy.write_row((row.id_digest, new.record.person_id, blind_key_id))
+# --- sealing new persons ------------------------------------------------------------------
+
+_Sealed = tuple[bytes, bytes, bytes, bytes, bytes | None]
+"""One new person's rows for person_keys, people, people_latest, email_lookup and
+external_ids (None without an external id), laid out for binary COPY."""
+
+_UUID_MASK = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID_V4 = (0x4000 << 64) | (0x8000 << 48)
+_FIELD_HEADER_1 = _FIELD_HEADER.pack(_CIPHER_VERSION, _AES_256_GCM, 1)
+_RANDOM = 16 + 32 + 3 * _NONCE
+"""Random bytes per new person: its id, its data key, three nonces."""
+_OP = Op.CREATED.value
+_COPY_KEYS = ("COPY person_keys (person_id, key_version, kek_id, wrapped_key)"
+              " FROM STDIN (FORMAT BINARY)")
+_COPY_PEOPLE = ("COPY people (person_id, version, cid, prev, format, op, recorded_at, actor,"
+                " reason, email, name, password, verified_at) FROM STDIN (FORMAT BINARY)")
+_COPY_LATEST = ("COPY people_latest (person_id, version, cid, op, created_at, recorded_at,"
+                " email, name, password, verified_at) FROM STDIN (FORMAT BINARY)")
+_COPY_LOOKUP = ("COPY email_lookup (blind_index, person_id, key_id, norm)"
+                " FROM STDIN (FORMAT BINARY)")
+_COPY_IDS = "COPY external_ids (id_hash, person_id, key_id) FROM STDIN (FORMAT BINARY)"
 
 
-def _moment(micros: int | None) -> datetime | None:
-    return None if micros is None else from_micros(micros)
+def _b64(value: bytes) -> str:
+    return base64.urlsafe_b64encode(value).decode("ascii").rstrip("=")
 
+
+class _Sealer:
+    """Version 0 of new persons, as ``_write.prepare_new_person`` builds it (random id and
+    data key, field ciphertexts, wrapped key, CID), straight into binary COPY rows."""
+
+    def __init__(self, keyring: Keyring, blind_key_id: str, actor: str | None,
+                 reason: str | None) -> None:
+        kek = keyring.active(KeyPurpose.KEK)
+        self._kek = AESGCM(kek.secret)
+        self._wrap_ad = _WRAP_AD + kek.id.encode("ascii") + b"\x00"
+        self._wrap_version = struct.pack(">I", 1)
+        self._actor, self._reason = actor, reason
+        version0 = _int4_field(4, 0)
+        self._keys = (b"\x00\x04" + _UUID, _int4_field(4, 1) + _text_field(kek.id))
+        self._people = (b"\x00\x0d" + _UUID, version0 + _i32(59),
+                        _NULL + _int2_field(2, FORMAT_VERSION) + _text_field(_OP),
+                        _text_field(actor) + _text_field(reason))
+        self._latest = (b"\x00\x0a" + _UUID, version0 + _i32(59), _text_field(_OP))
+        key_field = _text_field(blind_key_id)
+        self._lookup = (b"\x00\x04" + _i32(32), _UUID,
+                        key_field + _int2_field(2, NORMALISATION_VERSION))
+        self._ids = (b"\x00\x03", _UUID, key_field)
+
+    def seal(self, rows: list[_Row], hashes: list[str | None]) -> list[_Sealed]:
+        """Seal ``rows`` (``hashes``: each row's password PHC, or None)."""
+        random = os.urandom(_RANDOM * len(rows))
+        kek, wrap_ad, wrap_version = self._kek, self._wrap_ad, self._wrap_version
+        keys_a, keys_b = self._keys
+        people_a, people_b, people_c, people_d = self._people
+        latest_a, latest_b, latest_c = self._latest
+        lookup_a, lookup_b, lookup_c = self._lookup
+        ids_a, ids_b, ids_c = self._ids
+        actor, reason, header = self._actor, self._reason, _FIELD_HEADER_1
+        out: list[_Sealed] = []
+        for i, (row, phc) in enumerate(zip(rows, hashes, strict=True)):
+            r = random[i * _RANDOM:(i + 1) * _RANDOM]
+            n = (int.from_bytes(r[:16], "big") & _UUID_MASK) | _UUID_V4
+            pid = n.to_bytes(16, "big")
+            h = f"{n:032x}"
+            secret, n1, n2, n3 = r[16:48], r[48:60], r[60:72], r[72:84]
+            aead = AESGCM(secret)
+            ad = _FIELD_AD + header + pid
+            email = header + n1 + aead.encrypt(n1, _pad(row.email.display.encode()),
+                                               ad + b"email")
+            name = header + n2 + aead.encrypt(n2, _pad(row.name.encode()), ad + b"name")
+            password = None
+            if phc is not None:
+                password = header + n3 + aead.encrypt(n3, _pad(phc.encode()),
+                                                       ad + b"password")
+                n3 = os.urandom(_NONCE)
+            wrapped = b"\x01\x01" + n3 + kek.encrypt(n3, secret, wrap_ad + pid + wrap_version)
+            at = now_micros()
+            cid = cid_of(envelope_text(
+                person_id=f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", version=0,
+                prev=None, op=_OP, recorded_at=at, actor=actor, reason=reason,
+                email=_b64(email), name=_b64(name),
+                password=None if password is None else _b64(password),
+                verified_at=row.verified_at, format=FORMAT_VERSION).encode()).encode()
+            stamp = _micros_field(at)
+            fields = (_bytes_field(email) + _bytes_field(name) + _bytes_field(password)
+                      + _micros_field(row.verified_at))
+            out.append((
+                keys_a + pid + keys_b + _bytes_field(wrapped),
+                people_a + pid + people_b + cid + people_c + stamp + people_d + fields,
+                latest_a + pid + latest_b + cid + latest_c + stamp + stamp + fields,
+                lookup_a + row.email_digest + lookup_b + pid + lookup_c,
+                None if row.id_digest is None
+                else ids_a + _bytes_field(row.id_digest) + ids_b + pid + ids_c,
+            ))
+        return out
+
+
+def _copy_new(conn: Conn, sealed: list[_Sealed]) -> None:
+    _copy(conn, _COPY_KEYS, [s[0] for s in sealed])
+    _copy(conn, _COPY_PEOPLE, [s[1] for s in sealed])
+    _copy(conn, _COPY_LATEST, [s[2] for s in sealed])
+    _copy(conn, _COPY_LOOKUP, [s[3] for s in sealed])
+    ids = [s[4] for s in sealed if s[4] is not None]
+    if ids:
+        _copy(conn, _COPY_IDS, ids)
+
+
+# --- writing ------------------------------------------------------------------------------
 
 _UNCHANGED = "unchanged"
 """Marks a plaintext password that equals the person's current one: not a change."""
+
+_Result = tuple[int, int, set[int]]
+"""What a committed batch did: rows updated, rows unchanged, lines that failed."""
 
 
 class _Importer:
@@ -475,22 +618,19 @@ class _Importer:
         self.update = update
         self.actor = check_actor(actor)
         self.reason = check_reason(reason)
+        self.sealer = _Sealer(keyring, self.blind.key.id, self.actor, self.reason)
         self.pool = ThreadPoolExecutor(max_workers=max(workers, 1))
         self.seen = _Seen(database)
 
-    def prepare(self, rows: list[_Row], done: dict[int, _write.NewPerson]
-                ) -> list[_write.NewPerson]:
-        """Encrypt the new rows (hashing plaintext passwords across the worker threads);
-        ``done`` keeps what an earlier attempt at the batch already prepared."""
+    def prepare(self, rows: list[_Row], done: dict[int, _Sealed]) -> list[_Sealed]:
+        """Seal the new rows (hashing plaintext passwords across the worker threads);
+        ``done`` keeps what an earlier attempt at the batch already sealed."""
         todo = [r for r in rows if r.line not in done]
         hashes = iter(self.pool.map(self.hasher.hash,
                                     [r.password for r in todo if r.password is not None]))
-        for r in todo:
-            phc = r.password_hash if r.password is None else next(hashes)
-            done[r.line] = _write.prepare_new_person(
-                self.keyring, email=r.email, name=r.name, password_hash=phc,
-                verified_at=r.verified_at, actor=self.actor, reason=self.reason,
-                blind_index=r.email_digest)
+        phcs = [r.password_hash if r.password is None else next(hashes) for r in todo]
+        for row, sealed in zip(todo, self.sealer.seal(todo, phcs), strict=True):
+            done[row.line] = sealed
         return [done[r.line] for r in rows]
 
     def prepare_passwords(self, conn: Conn, updates: list[tuple[_Row, uuid.UUID]],
@@ -536,41 +676,45 @@ class _Importer:
     def write_batch(self, conn: Conn, batch: list[_Row], summary: ImportSummary,
                     strict: bool) -> None:
         """Plan and write one batch; planned again when a concurrent writer wins a claim."""
-        prepared: dict[int, _write.NewPerson] = {}
+        sealed: dict[int, _Sealed] = {}
         passwords: dict[tuple[int, uuid.UUID], str | None] = {}
         for _ in range(BATCH_ATTEMPTS):
-            plan = _plan(conn, batch, self.update, self.seen)
+            plan = _plan(conn, batch, self.update, self.seen, {})
             if strict and plan.errors:
                 raise _StrictFailure(plan.errors)
-            people = self.prepare(plan.new, prepared)
+            people = self.prepare(plan.new, sealed)
             self.prepare_passwords(conn, plan.updates, passwords)
             try:
-                updated, unchanged, failed = self._commit(conn, plan, people, passwords,
-                                                          strict=strict)
+                result = self.commit(conn, plan, people, passwords, strict=strict)
             except _Retry:
                 continue
-            self.seen.add(conn, [(key, line) for line, keys in plan.marks
-                                 if line not in failed for key in keys])
-            summary.imported += len(people)
-            summary.updated += updated
-            summary.skipped += len(plan.skipped) + unchanged
-            _reject(summary, plan.errors)
+            self.count(summary, plan, result)
             return
         raise Conflict(f"the batch starting at line {batch[0].line} could not be written: "
                        "other writers kept claiming its emails or external ids; run the "
                        "import again to resume")
 
-    def _commit(self, conn: Conn, plan: _Plan, people: list[_write.NewPerson],
-                passwords: dict[tuple[int, uuid.UUID], str | None], *,
-                strict: bool) -> tuple[int, int, set[int]]:
+    @staticmethod
+    def count(summary: ImportSummary, plan: _Plan, result: _Result) -> None:
+        updated, unchanged, _ = result
+        summary.imported += len(plan.new)
+        summary.updated += updated
+        summary.skipped += len(plan.skipped) + unchanged
+        _reject(summary, plan.errors)
+
+    def commit(self, conn: Conn, plan: _Plan, people: list[_Sealed],
+               passwords: dict[tuple[int, uuid.UUID], str | None], *,
+               strict: bool) -> _Result:
+        """Write a planned batch and remember its keys, in one transaction (a savepoint
+        inside the strict import's transaction); ``_Retry`` when a claim was lost."""
         updated = unchanged = 0
         failed: set[int] = set()
-        if not people and not plan.updates:
-            return updated, unchanged, failed  # e.g. a resumed batch: nothing left to write
+        if not plan.marks:
+            return updated, unchanged, failed
         try:
-            with conn.transaction():  # a savepoint inside the strict import's transaction
+            with conn.transaction():
                 if people:
-                    _copy_new(conn, people, plan.new, self.blind.key.id)
+                    _copy_new(conn, people)
                 for row, person_id in plan.updates:
                     try:
                         with conn.transaction():
@@ -585,6 +729,8 @@ class _Importer:
                                                            reason=exc.message)]) from None
                         plan.errors.append(RowError(line=row.line, reason=exc.message))
                         failed.add(row.line)
+                self.seen.add(conn, [(key, line) for line, keys in plan.marks
+                                     if line not in failed for key in keys])
         except _RETRY_ERRORS:
             raise _Retry from None
         return updated, unchanged, failed
@@ -655,10 +801,10 @@ def import_people(database: Database, keyring: Keyring, records: Callable[[], It
         progress: Callable[[int], None] | None = None) -> ImportSummary:
     """Import rows from ``records()`` (called once, twice with ``strict``: check, write).
 
-    Without ``strict`` every batch commits on its own: a crash loses at most the batch in
-    flight, and a re-run skips what is already there. With ``strict`` the whole file is
-    checked first and written in one transaction, or not at all. ``progress`` is called
-    with the number of rows read so far after each batch.
+    Without ``strict`` every batch commits on its own: a crash loses at most the batches
+    in flight (two at most), and a re-run skips what is already there. With ``strict`` the
+    whole file is checked first and written in one transaction, or not at all.
+    ``progress`` is called with the number of rows read so far after each batch.
     """
     if isinstance(batch_size, bool) or not 1 <= batch_size <= 100_000:
         raise InvalidInput("batch size must be between 1 and 100000")
@@ -708,12 +854,121 @@ def _write_all(importer: _Importer, records: Iterable[tuple[int, Any]],
 
     if strict:
         importer.database.transaction(each, attempts=1)
-        return
-    for batch in batches:
+    elif importer.update:
+        importer.database.run(each)
+    else:
+        _Pipeline(importer, summary, progress).run(batches)
 
-        def write(conn: Conn, batch: list[_Row] = batch) -> None:
-            importer.write_batch(conn, batch, summary, strict)
 
-        importer.database.run(write)
-        if progress is not None:
-            progress(summary.rows)
+# --- the pipelined write: plan and seal one batch while others are written ------------------
+
+LANES = 2
+"""Connections writing batches at the same time (each batch is still one transaction)."""
+
+
+class _Lane:
+    """One connection and the thread that writes batches on it."""
+
+    def __init__(self, conninfo: str) -> None:
+        self.database = Database(conninfo, pool_size=1)
+        self.thread = ThreadPoolExecutor(max_workers=1,
+                                         thread_name_prefix="peoplelog-import")
+
+    def cancel(self) -> None:
+        """Cancel the statement in flight (its batch's transaction rolls back)."""
+        with contextlib.suppress(PeoplelogError, psycopg.Error), \
+                self.database.connection() as conn:
+            conn.cancel_safe(timeout=5)
+
+    def close(self) -> None:
+        self.thread.shutdown(wait=True)
+        self.database.close()
+
+
+@dataclass
+class _Flight:
+    lane: _Lane
+    future: Future[_Result | None]
+    batch: list[_Row]
+    plan: _Plan
+    rows: int
+
+
+class _Pipeline:
+    """Without ``update`` or ``strict``: batch n+1 is planned and sealed in this thread
+    while batch n is written by a lane. Its plan counts the keys of the batches in flight
+    as seen (they are all a batch writes), so it gives what it would after their commits.
+    A batch that loses a claim to another writer is written again, alone, once the batches
+    in flight have landed."""
+
+    def __init__(self, importer: _Importer, summary: ImportSummary,
+                 progress: Callable[[int], None] | None) -> None:
+        self.importer = importer
+        self.summary = summary
+        self.progress = progress
+        self.lanes: list[_Lane] = []
+        self.idle: list[_Lane] = []
+        self.flights: deque[_Flight] = deque()
+        self.pending: dict[bytes, int] = {}
+        self.reported = 0
+
+    def run(self, batches: Iterator[list[_Row]]) -> None:
+        try:
+            for batch in batches:
+                rows = self.summary.rows
+                if len(self.flights) >= LANES:
+                    self.land(self.flights.popleft())
+                self.launch(batch, rows)
+            while self.flights:
+                self.land(self.flights.popleft())
+        except BaseException:
+            for flight in self.flights:
+                flight.lane.cancel()
+            raise
+        finally:
+            for lane in self.lanes:
+                lane.close()
+
+    def launch(self, batch: list[_Row], rows: int) -> None:
+        if not self.idle:
+            lane = _Lane(self.importer.database.conninfo)
+            self.lanes.append(lane)
+            self.idle.append(lane)
+        lane = self.idle.pop()
+        importer, pending = self.importer, self.pending
+        plan = lane.database.run(
+            lambda conn: _plan(conn, batch, False, importer.seen, pending))
+        people = importer.prepare(plan.new, {})
+        for line, keys in plan.marks:
+            for key in keys:
+                pending[key] = line
+
+        def write(conn: Conn) -> _Result | None:
+            try:
+                return importer.commit(conn, plan, people, {}, strict=False)
+            except _Retry:
+                return None
+
+        future = lane.thread.submit(lane.database.run, write)
+        self.flights.append(_Flight(lane, future, batch, plan, rows))
+
+    def land(self, flight: _Flight) -> None:
+        """Wait for a batch in flight and count it (or write it again if it lost a claim)."""
+        try:
+            result = flight.future.result()
+        finally:
+            for _, keys in flight.plan.marks:
+                for key in keys:
+                    self.pending.pop(key, None)
+            self.idle.append(flight.lane)
+        if result is None:
+            while self.flights:
+                self.land(self.flights.popleft())
+            importer, summary = self.importer, self.summary
+            flight.lane.database.run(
+                lambda conn: importer.write_batch(conn, flight.batch, summary, False))
+        else:
+            self.importer.count(self.summary, flight.plan, result)
+        self.reported = max(self.reported, flight.rows)
+        if self.progress is not None:
+            self.progress(self.reported)
