@@ -47,6 +47,7 @@ class Ledger:
         self._keyring_checked = False
         self._blind: BlindIndex | None = None
         self._hasher = PasswordHasher()
+        self._heads = _write.HeadCache()
 
     def __repr__(self) -> str:
         return f"Ledger(database={self.database.where!r}, keyring={self._keyring!r})"
@@ -135,10 +136,13 @@ class Ledger:
             reason=check_reason(reason),
             person_id=None if person_id is None else check_person_id(person_id),
         )
-        return self.database.transaction(
+        ref = self.database.transaction(
             lambda conn: _write.insert_new_person(conn, new),
             resume=lambda conn: _found(conn, new.record.person_id, new.cid),
         )
+        if ref.written:
+            self._heads.put(ref.person_id, _write.new_person_head(new, self.keyring))
+        return ref
 
     def update_person(
         self,
@@ -166,18 +170,34 @@ class Ledger:
         if expect_version is not None:
             check_version(expect_version, "expected version")
         keyring = self.keyring
+        heads = self._heads
         attempted: list[VersionRef] = []  # what the last attempt wrote, before its COMMIT
+        new_head: list[_write.Cached] = []
 
-        def work(conn: Conn) -> VersionRef:
-            attempted.append(_write.apply_change(conn, keyring, pid, change, expect_version))
-            return attempted[-1]
+        def optimistic(conn: Conn) -> VersionRef | None:
+            return _write.append_change(conn, keyring, pid, change,
+                                        expect_version=expect_version, heads=heads,
+                                        attempted=attempted)
+
+        def locked(conn: Conn) -> VersionRef:
+            ref, head = _write.change_locked(conn, keyring, pid, change, expect_version)
+            attempted.append(ref)
+            new_head[:] = [] if head is None else [head]
+            return ref
 
         def resume(conn: Conn) -> VersionRef | None:  # after a COMMIT whose outcome is unknown
             if not attempted or not attempted[-1].written:
                 return None
             return _found(conn, pid, attempted[-1].cid)
 
-        return self.database.transaction(work, resume=resume)
+        fast = self.database.transaction(optimistic, resume=resume, block=False)
+        if fast is not None:
+            return fast
+        new_head.clear()
+        ref = self.database.transaction(locked, resume=resume)
+        if new_head:
+            heads.put(pid, new_head[0])
+        return ref
 
     def prepare_update(self, person_id: uuid.UUID | str, **changes: Any) -> VersionRecord:
         """Build (but do not write) the version an update would append now; ``append`` it
@@ -198,6 +218,7 @@ class Ledger:
     def append(self, record: VersionRecord) -> VersionRef:
         """Append a prepared version; idempotent on its CID."""
         keyring = self.keyring
+        self._heads.drop(record.person_id)
         return self.database.transaction(
             lambda conn: _write.append_record(conn, keyring, record),
         )
@@ -208,6 +229,7 @@ class Ledger:
         appended, the chain still verifies."""
         pid = check_person_id(person_id)
         clean_actor, clean_reason = check_actor(actor), check_reason(reason)
+        self._heads.drop(pid)
         return self.database.transaction(
             lambda conn: _write.erase_person(conn, pid, clean_actor, clean_reason)
         )

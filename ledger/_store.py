@@ -10,6 +10,7 @@ import itertools
 import logging
 import os
 import random
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from schema import (
@@ -132,13 +134,20 @@ def translate_errors(where: str = "") -> Iterator[None]:
 
 
 class Database:
-    """Connections to one PostgreSQL database: a pool, or one connection for the CLI."""
+    """Connections to one PostgreSQL database: a pool, or one connection for the CLI.
+
+    With a pool, one of its connections is kept checked out as the *lane*: whoever finds
+    it free uses it without the pool's bookkeeping (most calls, in a single-threaded
+    application); concurrent callers get pooled connections as usual.
+    """
 
     def __init__(self, conninfo: str, *, pool_size: int = 4) -> None:
         self.conninfo = conninfo
         self.where = describe(conninfo)
         self._single: Conn | None = self._connect()
         self._pool: ConnectionPool[Conn] | None = None
+        self._lane: Conn | None = None
+        self._lane_lock = threading.Lock()
         if pool_size > 1:
             self._single.close()
             self._single = None
@@ -178,6 +187,13 @@ class Database:
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Conn]:
+        if self._pool is not None and self._lane_lock.acquire(blocking=False):
+            try:
+                yield self._take_lane(self._pool)
+            finally:
+                self._settle_lane(self._pool)
+                self._lane_lock.release()
+            return
         if self._pool is not None:
             try:
                 with self._pool.connection(timeout=_CONNECT_TIMEOUT * 6) as conn:
@@ -190,6 +206,32 @@ class Database:
         if self._single is None or self._single.closed or self._single.broken:
             self._single = self._connect()
         yield self._single
+
+    def _take_lane(self, pool: ConnectionPool[Conn]) -> Conn:
+        lane = self._lane
+        if lane is not None and not lane.closed and not lane.broken:
+            return lane
+        if lane is not None:
+            self._lane = None
+            pool.putconn(lane)  # the pool replaces a broken connection
+        try:
+            lane = pool.getconn(timeout=_CONNECT_TIMEOUT * 6)
+        except PoolTimeout:
+            raise DatabaseUnavailable(
+                f"no connection to PostgreSQL at {self.where} became available"
+            ) from None
+        self._lane = lane
+        return lane
+
+    def _settle_lane(self, pool: ConnectionPool[Conn]) -> None:
+        """Give the lane back to the pool unless it is idle and usable, e.g. after an
+        interrupted statement (the pool rolls back or replaces it)."""
+        lane = self._lane
+        if lane is None:
+            return
+        if lane.closed or lane.broken or lane.pgconn.transaction_status != TransactionStatus.IDLE:
+            self._lane = None
+            pool.putconn(lane)
 
     def run(self, work: Callable[[Conn], T], *, retry_lost: bool = False) -> T:
         """Run ``work`` on a connection (autocommit), with driver errors translated.
@@ -212,12 +254,17 @@ class Database:
 
     def close(self) -> None:
         if self._pool is not None:
+            with self._lane_lock:
+                if self._lane is not None:
+                    self._pool.putconn(self._lane)
+                    self._lane = None
             self._pool.close()
         if self._single is not None:
             self._single.close()
 
     def transaction(self, work: Callable[[Conn], T], *, attempts: int = 12,
-                    resume: Callable[[Conn], T | None] | None = None) -> T:
+                    resume: Callable[[Conn], T | None] | None = None,
+                    block: bool = True) -> T:
         """Run ``work`` in one transaction, retrying serialization failures and deadlocks
         (up to ``attempts`` tries in all; ``attempts=1`` retries nothing).
 
@@ -226,6 +273,10 @@ class Database:
         unknown: the transaction is retried only when ``resume`` is given (it looks for the
         earlier attempt's effect and returns its result, or None to run ``work`` again);
         otherwise ``DatabaseUnavailable`` says that the outcome is unknown.
+
+        With ``block=False`` no transaction block is opened: ``work`` runs on the autocommit
+        connection and must write in a single statement, which is its own transaction. A
+        connection lost at any point of ``work`` then leaves the outcome unknown.
         """
         delay = 0.002
         lost = False
@@ -240,6 +291,9 @@ class Database:
                                 done = resume(conn)
                                 if done is not None:
                                     return done
+                            if not block:
+                                committing = True  # each statement commits on its own
+                                return work(conn)
                             with conn.transaction():
                                 result = work(conn)
                                 committing = True  # leaving the block sends COMMIT

@@ -3,7 +3,9 @@ and updates the projections (``people_latest``, ``email_lookup``) with it."""
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -31,15 +33,20 @@ from ._inputs import check_actor, check_reason
 from ._time import from_micros, now_micros, to_micros
 
 __all__ = [
+    "Cached",
     "Change",
     "Head",
+    "HeadCache",
     "NewPerson",
+    "append_change",
     "append_record",
     "apply_change",
+    "change_locked",
     "erase_person",
     "insert_new_person",
     "load_data_key",
     "lock_head",
+    "new_person_head",
     "prepare_new_person",
 ]
 
@@ -60,6 +67,33 @@ ON CONFLICT (person_id) DO UPDATE SET
     password = EXCLUDED.password, verified_at = EXCLUDED.verified_at,
     erased_at = EXCLUDED.erased_at
 """
+
+
+_GUARDED_APPEND = """
+WITH head AS (
+    UPDATE people_latest
+    SET version = %(version)s::integer, cid = %(cid)s::text, op = %(op)s::text,
+        recorded_at = %(recorded_at)s::timestamptz, email = %(email)s::bytea,
+        name = %(name)s::bytea, password = %(password)s::bytea,
+        verified_at = %(verified_at)s::timestamptz
+    WHERE person_id = %(person_id)s::uuid AND erased_at IS NULL
+      AND (version, cid, recorded_at, email, name, password, verified_at)
+          IS NOT DISTINCT FROM (%(head_version)s::integer, %(prev)s::text,
+                                %(head_recorded_at)s::timestamptz, %(head_email)s::bytea,
+                                %(head_name)s::bytea, %(head_password)s::bytea,
+                                %(head_verified_at)s::timestamptz)
+    RETURNING person_id
+)
+INSERT INTO people (person_id, version, cid, prev, format, op, recorded_at, actor, reason,
+                    email, name, password, verified_at)
+SELECT person_id, %(version)s::integer, %(cid)s::text, %(prev)s::text, %(format)s::smallint,
+       %(op)s::text, %(recorded_at)s::timestamptz, %(actor)s::text, %(reason)s::text,
+       %(email)s::bytea, %(name)s::bytea, %(password)s::bytea, %(verified_at)s::timestamptz
+FROM head
+"""
+"""One statement, so one round trip and its own transaction: moves ``people_latest`` from
+the head the version was built on to the version, and inserts the version, only if that
+row (locked by the UPDATE) still is that head, column for column."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,26 +122,62 @@ def lock_head(conn: Conn, person_id: uuid.UUID, *, lock: bool = True) -> Head | 
     return None if row is None else Head(*row)
 
 
-def _lock_head_with_key(conn: Conn, person_id: uuid.UUID
-                        ) -> tuple[Head | None, tuple[int, str, bytes] | None]:
-    """The locked head and the newest wrapped data key, in one round trip."""
-    row = conn.execute(
-        "SELECT l.person_id, l.version, l.cid, l.op, l.created_at, l.recorded_at, l.email,"
-        " l.name, l.password, l.verified_at, l.erased_at, k.key_version, k.kek_id,"
-        " k.wrapped_key FROM people_latest l LEFT JOIN LATERAL ("
-        "  SELECT key_version, kek_id, wrapped_key FROM person_keys"
-        "  WHERE person_id = l.person_id ORDER BY key_version DESC LIMIT 1) k ON true"
-        " WHERE l.person_id = %s FOR UPDATE OF l",
-        (person_id,),
-    ).fetchone()
+Wrapped = tuple[int, str, bytes]
+"""A data key as ``person_keys`` stores it: (key version, KEK id, wrapped key)."""
+Cached = tuple[Head, DataKey]
+
+_HEAD_WITH_KEY = (
+    "SELECT l.person_id, l.version, l.cid, l.op, l.created_at, l.recorded_at, l.email,"
+    " l.name, l.password, l.verified_at, l.erased_at, k.key_version, k.kek_id,"
+    " k.wrapped_key FROM people_latest l LEFT JOIN LATERAL ("
+    "  SELECT key_version, kek_id, wrapped_key FROM person_keys"
+    "  WHERE person_id = l.person_id ORDER BY key_version DESC LIMIT 1) k ON true"
+    " WHERE l.person_id = %s"
+)
+
+
+class HeadCache:
+    """The heads a ``Ledger`` last wrote, with their data keys, so that its next write on
+    the same person needs no read first (and no unwrap). Only a hint: ``append_change``
+    writes only if ``people_latest`` still holds the cached head, so an erased person's
+    key, still held here, is never used again; ``Ledger.erase_person`` drops it."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._entries: OrderedDict[uuid.UUID, Cached] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"HeadCache(size={self._size}, held={len(self._entries)})"
+
+    def get(self, person_id: uuid.UUID) -> Cached | None:
+        with self._lock:
+            return self._entries.get(person_id)
+
+    def put(self, person_id: uuid.UUID, entry: Cached) -> None:
+        with self._lock:
+            self._entries[person_id] = entry
+            self._entries.move_to_end(person_id)
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+    def drop(self, person_id: uuid.UUID) -> None:
+        with self._lock:
+            self._entries.pop(person_id, None)
+
+
+def _head_with_key(conn: Conn, person_id: uuid.UUID, *, lock: bool
+                   ) -> tuple[Head | None, Wrapped | None]:
+    """The head and the newest wrapped data key, in one round trip."""
+    query = _HEAD_WITH_KEY + " FOR UPDATE OF l" if lock else _HEAD_WITH_KEY
+    row = conn.execute(query, (person_id,)).fetchone()
     if row is None:
         return None, None
     wrapped = None if row[11] is None else (int(row[11]), str(row[12]), bytes(row[13]))
     return Head(*row[:11]), wrapped
 
 
-def _unwrap(keyring: Keyring, person_id: uuid.UUID,
-            wrapped: tuple[int, str, bytes] | None) -> DataKey:
+def _unwrap(keyring: Keyring, person_id: uuid.UUID, wrapped: Wrapped | None) -> DataKey:
     if wrapped is None:
         raise PersonErased(f"person {person_id} has no data key (erased)")
     key_version, kek_id, blob = wrapped
@@ -232,6 +302,16 @@ def prepare_new_person(
     )
 
 
+def new_person_head(new: NewPerson, keyring: Keyring) -> Cached:
+    """The head ``insert_new_person`` writes, for the ``HeadCache``."""
+    record = new.record
+    recorded = from_micros(record.recorded_at)
+    verified = None if record.verified_at is None else from_micros(record.verified_at)
+    head = Head(record.person_id, 0, new.cid, record.op, recorded, recorded, record.email,
+                record.name, record.password, verified, None)
+    return head, _unwrap(keyring, record.person_id, (1, new.kek_id, new.wrapped_key))
+
+
 def insert_new_person(conn: Conn, new: NewPerson) -> VersionRef:
     record = new.record
     existing = conn.execute(
@@ -304,18 +384,19 @@ def _lookup_key(email: bytes) -> str | None:
         return None
 
 
-def build_next(head: Head, data_key: DataKey, change: Change,
-               now: int) -> tuple[VersionRecord, bool, bytes | None]:
+def build_next(head: Head, data_key: DataKey, change: Change, now: int, *,
+               checked: bool = False) -> tuple[VersionRecord, bool, bytes | None]:
     """The version that applies ``change`` on ``head``: (record, mailbox changed, new email).
 
     Unchanged fields carry their ciphertext forward byte for byte. An email that differs only
     in ways the lookup ignores (the local part's case) is the same mailbox: it is stored as
-    given but keeps its verification.
+    given but keeps its verification. ``checked`` says that every ciphertext of ``head``
+    is known to decrypt (it came from the ``HeadCache``).
     """
     email, name, password = head.email, head.name, head.password
     for field, blob in (("email", email), ("name", name), ("password", password)):
-        if blob is not None:  # a damaged projection row must not be carried into the ledger
-            data_key.decrypt(field, bytes(blob))
+        if blob is not None and not checked:  # a damaged projection row must not be
+            data_key.decrypt(field, bytes(blob))  # carried into the ledger
     verified_at = None if head.verified_at is None else to_micros(head.verified_at)
     changed: list[str] = []
     new_email: bytes | None = None
@@ -369,28 +450,114 @@ def build_next(head: Head, data_key: DataKey, change: Change,
     return record, mailbox_changed, new_email
 
 
-def apply_change(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Change,
-                 expect_version: int | None) -> VersionRef:
-    """Lock the head, build the next version on it, write it and the projections."""
-    head, wrapped = _lock_head_with_key(conn, person_id)
+def _next_head(head: Head, record: VersionRecord, cid: str) -> Head:
+    verified = None if record.verified_at is None else from_micros(record.verified_at)
+    return Head(head.person_id, record.version, cid, record.op, head.created_at,
+                from_micros(record.recorded_at), record.email, record.name, record.password,
+                verified, None)
+
+
+def _ref(person_id: uuid.UUID, version: int, cid: str) -> VersionRef:
+    """A ref for a version just written (its fields are already valid: no validation)."""
+    return VersionRef.model_construct(person_id=person_id, version=version, cid=cid,
+                                      written=True)
+
+
+def _version_conflict(person_id: uuid.UUID, head: Head, expect_version: int) -> VersionConflict:
+    return VersionConflict(
+        f"person {person_id} is at version {head.version}, not {expect_version}; "
+        "nothing was written"
+    )
+
+
+def change_locked(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Change,
+                  expect_version: int | None) -> tuple[VersionRef, Cached | None]:
+    """Lock the head, build the next version on it, write it and the projections.
+
+    Also returns the new head for the ``HeadCache`` (None when nothing was written).
+    """
+    head, wrapped = _head_with_key(conn, person_id, lock=True)
     head = _require_writable(head, person_id)
     if expect_version is not None and head.version != expect_version:
-        raise VersionConflict(
-            f"person {person_id} is at version {head.version}, not {expect_version}; "
-            "nothing was written"
-        )
+        raise _version_conflict(person_id, head, expect_version)
     data_key = _unwrap(keyring, person_id, wrapped)
     record, email_changed, _ = build_next(head, data_key, change, now_micros())
     if not record.op:
         return VersionRef(person_id=person_id, version=head.version, cid=head.cid,
-                          written=False)
+                          written=False), None
     cid = version_cid(record)
     _insert(conn, record, cid)
     _upsert_latest(conn, record, cid, head.created_at)
     if email_changed and change.email is not None:
         blind = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
         _set_lookup(conn, person_id, blind.digest(change.email), blind.key.id)
-    return VersionRef(person_id=person_id, version=record.version, cid=cid)
+    return (_ref(person_id, record.version, cid), (_next_head(head, record, cid), data_key))
+
+
+def apply_change(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Change,
+                 expect_version: int | None) -> VersionRef:
+    """Lock the head, build the next version on it, write it and the projections."""
+    return change_locked(conn, keyring, person_id, change, expect_version)[0]
+
+
+def append_change(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Change, *,
+                  expect_version: int | None, heads: HeadCache,
+                  attempted: list[VersionRef]) -> VersionRef | None:
+    """The optimistic append, on an autocommit connection: build the next version on the
+    cached head (or on one read without a lock) and write it in one guarded statement.
+
+    Returns None, having written nothing, when the head it built on is no longer the head
+    or the change needs the locked path (a new mailbox changes ``email_lookup``): the
+    caller then runs ``change_locked``. The ref is added to ``attempted`` before the
+    statement is sent, so a commit lost with the connection can be looked up by CID.
+    """
+    cached = heads.get(person_id)
+    if cached is None:
+        found, wrapped = _head_with_key(conn, person_id, lock=False)
+        head = _require_writable(found, person_id)
+        data_key = _unwrap(keyring, person_id, wrapped)
+    else:
+        head, data_key = cached
+    if expect_version is not None and head.version != expect_version:
+        if cached is not None:
+            heads.drop(person_id)
+            return None
+        raise _version_conflict(person_id, head, expect_version)
+    record, mailbox_changed, _ = build_next(head, data_key, change, now_micros(),
+                                            checked=cached is not None)
+    if mailbox_changed or (not record.op and cached is not None):
+        return None
+    if not record.op:
+        return VersionRef(person_id=person_id, version=head.version, cid=head.cid,
+                          written=False)
+    cid = version_cid(record)
+    ref = _ref(person_id, record.version, cid)
+    attempted.append(ref)
+    try:
+        written = conn.execute(_GUARDED_APPEND, {
+            "person_id": person_id, "version": record.version, "cid": cid,
+            "prev": head.cid, "format": record.format, "op": record.op,
+            "recorded_at": from_micros(record.recorded_at), "actor": record.actor,
+            "reason": record.reason, "email": record.email, "name": record.name,
+            "password": record.password,
+            "verified_at": None if record.verified_at is None
+            else from_micros(record.verified_at),
+            "head_version": head.version, "head_recorded_at": head.recorded_at,
+            "head_email": head.email, "head_name": head.name,
+            "head_password": head.password, "head_verified_at": head.verified_at,
+        }).rowcount
+    except pg_errors.UniqueViolation:
+        written = 0  # people is ahead of people_latest: the locked path reports it
+    except psycopg.Error as exc:
+        if exc.sqlstate != "PL001":
+            raise
+        written = 0
+    if written != 1:
+        attempted.pop()
+        heads.drop(person_id)
+        return None
+    heads.put(person_id, (_next_head(head, record, cid), data_key))
+    return ref
 
 
 def erase_person(conn: Conn, person_id: uuid.UUID, actor: str | None,
