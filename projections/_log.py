@@ -20,6 +20,7 @@ from ledger import ChainBroken, InvalidInput, NotFound, PersonNotFound, VersionN
 
 from ._checkpoint import Checkpoint, CheckpointSigner, VerifierKey, parse_checkpoint
 from ._merkle import (
+    EMPTY_ROOT,
     Frontier,
     RangeHasher,
     cid_leaf,
@@ -29,6 +30,7 @@ from ._merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from ._speedups import native_log_scanner
 from ._verify import Finding
 
 __all__ = [
@@ -166,58 +168,130 @@ def iter_log_findings(conn: Conn, *, held: Checkpoint | None = None,
         yield from _held_findings(held, origin, key, latest_size)
         if 0 < held.size < latest_size:
             ranges = consistency_ranges(held.size, latest_size)
-    hasher = RangeHasher(ranges)
     roots = {size: root for size, root, _ in stored}
-    frontier = Frontier()
-    expected = 0
-    with conn.cursor() as cur, cur.copy(
-        """COPY (SELECT l.position, l.person_id, l.version, l.cid, p.cid
-                 FROM log_entries l
-                 LEFT JOIN people p ON p.person_id = l.person_id AND p.version = l.version
-                 ORDER BY l.position) TO STDOUT (FORMAT binary)""") as copy:
-        copy.set_types(["int8", "uuid", "int4", "text", "text"])
-        for position, person_id, version, cid, stored_cid in copy.rows():
-            yield from _entry_findings(position, expected, person_id=person_id,
-                                       version=version, cid=cid, stored_cid=stored_cid)
-            expected = position
-            digest = leaf_hash(cid_leaf(cid))
-            frontier.append(digest)
-            hasher.feed(position, digest)
-            expected += 1
-            if progress is not None and expected % 10_000 == 0:
-                progress(expected)
-            if (frontier.size == latest_size and latest_frontier is not None
-                    and bytes(latest_frontier[0]) != frontier.to_bytes()):
-                yield _log_finding("bad_checkpoint",
-                                   f"the stored frontier of checkpoint {latest_size} is not "
-                                   "the log's: the next checkpoint would extend a wrong tree")
-            if frontier.size in roots and frontier.root() != roots[frontier.size]:
-                yield _log_finding("checkpoint_mismatch",
-                                   f"the log's first {frontier.size} entries do not give the "
-                                   "root of the stored checkpoint of that size")
-            if held is not None and frontier.size == held.size and frontier.root() != held.root:
-                yield _log_finding("checkpoint_mismatch",
-                                   f"the log's first {held.size} entries do not give the root "
-                                   "of the held checkpoint (history was rewritten)")
-    report.size = frontier.size
-    report.root = base64.b64encode(frontier.root()).decode()
-    yield from _size_findings(frontier.size, latest_size, held)
+    stored_frontier = None if latest_frontier is None else bytes(latest_frontier[0])
+
+    def at_size(size: int, root: bytes, frontier: bytes) -> Iterator[Finding]:
+        if size == latest_size and stored_frontier is not None and stored_frontier != frontier:
+            yield _log_finding("bad_checkpoint",
+                               f"the stored frontier of checkpoint {latest_size} is not "
+                               "the log's: the next checkpoint would extend a wrong tree")
+        if size in roots and root != roots[size]:
+            yield _log_finding("checkpoint_mismatch",
+                               f"the log's first {size} entries do not give the "
+                               "root of the stored checkpoint of that size")
+        if held is not None and size == held.size and root != held.root:
+            yield _log_finding("checkpoint_mismatch",
+                               f"the log's first {held.size} entries do not give the root "
+                               "of the held checkpoint (history was rewritten)")
+
+    stops = sorted({s for s in (*roots, latest_size, held.size if held else 0) if s > 0})
+    tree = _Tree()
+    yield from _scan_log(conn, stops, ranges, at_size=at_size, tree=tree, progress=progress)
+    report.size = tree.size
+    report.root = base64.b64encode(tree.root).decode()
+    yield from _size_findings(tree.size, latest_size, held)
     if held is not None and latest_root is not None and latest_size >= held.size:
-        try:
-            proof = hasher.hashes()
-        except ValueError:
-            proof = []
+        proof = tree.range_roots or []
         consistent = verify_consistency(held.size, latest_size, held.root, latest_root, proof)
         report.consistent_with_held = consistent
         if not consistent:
             yield _log_finding("inconsistent_checkpoint",
                                f"no consistency proof from the held checkpoint ({held.size}) "
                                f"to the newest ({latest_size}): the log was rewritten")
-    pending = conn.execute(
-        """SELECT count(*) FROM people p WHERE NOT EXISTS (SELECT 1 FROM log_entries l
-           WHERE l.person_id = p.person_id AND l.version = p.version)""").fetchone()
-    report.pending = int(pending[0]) if pending else 0
+    people = conn.execute("SELECT count(*) FROM people").fetchone()
+    report.pending = max((int(people[0]) if people else 0) - tree.matched, 0)
     report.latest_checkpoint = stored[-1][2] if stored else None
+
+
+_LOG_QUERY = """COPY (SELECT l.position, l.person_id, l.version, l.cid, p.cid
+                 FROM log_entries l
+                 LEFT JOIN people p ON p.person_id = l.person_id AND p.version = l.version
+                 ORDER BY l.position) TO STDOUT (FORMAT binary)"""
+_PROGRESS_EVERY = 10_000
+AtSize = Callable[[int, bytes, bytes], Iterator[Finding]]
+
+
+@dataclass
+class _Tree:
+    """What a log scan leaves: the tree's size and root, the consistency-range roots."""
+
+    size: int = 0
+    root: bytes = EMPTY_ROOT
+    range_roots: list[bytes] | None = None
+    matched: int = 0
+    """Entries whose version is in people (each at most once: log_entries is unique on
+    person and version), so ``count(people) - matched`` versions await a log position."""
+
+
+def _scan_log(conn: Conn, stops: list[int], ranges: list[tuple[int, int]], *,
+              at_size: AtSize, tree: _Tree,
+              progress: Callable[[int], None] | None) -> Iterator[Finding]:
+    """Stream the log in position order into the tree; check each entry against people,
+    and call ``at_size`` when the tree reaches each size in ``stops``."""
+    scanner = native_log_scanner(conn, stops, ranges)
+    if scanner is None:
+        yield from _python_scan_log(conn, stops, ranges, at_size=at_size, tree=tree,
+                                    progress=progress)
+        return
+    mark = _PROGRESS_EVERY
+    missing = 0
+    with conn.cursor() as cur, cur.copy(_LOG_QUERY) as copy:
+        while data := copy.read():
+            events = scanner.feed(data)
+            if events is not None:
+                for event in events:
+                    if event[0] == "entry":
+                        _, position, expected, pid, version, cid, stored_cid, valid = event
+                        missing += stored_cid is None
+                        yield from _entry_findings(position, expected,
+                                                   person_id=uuid.UUID(str(pid)),
+                                                   version=int(version), cid=str(cid),
+                                                   stored_cid=stored_cid)
+                        if not valid:
+                            cid_leaf(str(cid))  # raises InvalidInput, as the Python scan does
+                    else:
+                        _, size, root, frontier = event
+                        yield from at_size(int(size), bytes(root), bytes(frontier))
+            if progress is not None and scanner.rows >= mark:
+                mark += _PROGRESS_EVERY
+                progress(scanner.rows)
+    if not scanner.finished:
+        raise RuntimeError("the COPY stream of the log ended early")
+    tree.size, tree.root = scanner.size, scanner.root()
+    tree.matched = scanner.size - missing
+    try:
+        tree.range_roots = scanner.range_roots()
+    except ValueError:
+        tree.range_roots = None
+
+
+def _python_scan_log(conn: Conn, stops: list[int], ranges: list[tuple[int, int]], *,
+                     at_size: AtSize, tree: _Tree,
+                     progress: Callable[[int], None] | None) -> Iterator[Finding]:
+    hasher = RangeHasher(ranges)
+    frontier = Frontier()
+    wanted = set(stops)
+    expected = 0
+    with conn.cursor() as cur, cur.copy(_LOG_QUERY) as copy:
+        copy.set_types(["int8", "uuid", "int4", "text", "text"])
+        for position, person_id, version, cid, stored_cid in copy.rows():
+            yield from _entry_findings(position, expected, person_id=person_id,
+                                       version=version, cid=cid, stored_cid=stored_cid)
+            expected = position + 1
+            tree.matched += stored_cid is not None
+            digest = leaf_hash(cid_leaf(cid))
+            hasher.feed(frontier.size, digest)
+            frontier.append(digest)
+            if progress is not None and frontier.size % _PROGRESS_EVERY == 0:
+                progress(frontier.size)
+            if frontier.size in wanted:
+                yield from at_size(frontier.size, frontier.root(), frontier.to_bytes())
+    tree.size, tree.root = frontier.size, frontier.root()
+    try:
+        tree.range_roots = hasher.hashes()
+    except ValueError:
+        tree.range_roots = None
 
 
 def _stored_findings(stored: list[tuple[int, bytes, str]], origin: str,

@@ -2,7 +2,9 @@
 
 Rows stream through binary ``COPY (SELECT ...) TO STDOUT`` ordered by (person_id, version),
 so the server produces while the client hashes; memory holds one person's previous row,
-never the ledger.
+never the ledger. The C scanner (``_native.ChainScanner``) reads the stored columns and
+builds each envelope itself; the pure-Python one has PostgreSQL build the canonical text.
+Both hand rows that need a finding to ``_row_findings``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from ledger import (
     cid_bytes,
     cid_from_digest,
 )
+
+from ._speedups import native_chain_scanner
 
 __all__ = [
     "Finding",
@@ -59,6 +63,11 @@ _COLUMNS = sql.SQL(_SELECT.format(_CANONICAL))
 functions schema-qualified) while this process hashes the previous rows: the two overlap
 on two cores. Hashing and comparing stay here."""
 _TYPES = ["text", "int4", "text", "text", "int2", "text", "text"]
+_RAW_COLUMNS = sql.SQL(
+    "people.person_id, version, cid, prev, format, op, recorded_at, actor, reason, email,"
+    " name, password, verified_at")
+"""What the C scanner reads: the stored columns, canonicalised and hashed in C."""
+_PROGRESS_EVERY = 20_000
 _OPS = frozenset(op.value for op in Op)
 
 
@@ -90,20 +99,53 @@ class Tally:
         self.persons = 0
 
 
+def _where(person_id: uuid.UUID | None) -> sql.Composable:
+    if person_id is None:
+        return sql.SQL("")
+    return sql.SQL(" WHERE people.person_id = {}").format(sql.Literal(str(person_id)))
+
+
 def _query(person_id: uuid.UUID | None) -> sql.Composed:
-    clause: sql.Composable = sql.SQL("")
-    if person_id is not None:
-        clause = sql.SQL(" WHERE people.person_id = {}").format(sql.Literal(str(person_id)))
     return sql.SQL(
         "COPY ({} {} ORDER BY people.person_id, people.version) TO STDOUT (FORMAT binary)"
-    ).format(_COLUMNS, clause)
+    ).format(_COLUMNS, _where(person_id))
+
+
+def _raw_query(person_id: uuid.UUID | None) -> sql.Composed:
+    return sql.SQL(
+        "COPY (SELECT {} FROM people {} ORDER BY people.person_id, people.version)"
+        " TO STDOUT (FORMAT binary)").format(_RAW_COLUMNS, _where(person_id))
 
 
 def iter_findings(conn: Conn, person_id: uuid.UUID | None = None, *,
                   tally: Tally | None = None,
                   progress: Callable[[int], None] | None = None) -> Iterator[Finding]:
     """Yield every finding in the stored chains, one person after another."""
-    tally = tally or Tally()
+    tally = tally if tally is not None else Tally()
+    scanner = native_chain_scanner(conn)
+    if scanner is None:
+        yield from _python_findings(conn, person_id, tally, progress)
+    else:
+        mark = _PROGRESS_EVERY
+        with conn.cursor() as cur, cur.copy(_raw_query(person_id)) as copy:
+            while data := copy.read():
+                events = scanner.feed(data)
+                if events is not None:
+                    for event in events:
+                        yield from _row_findings(event)
+                if progress is not None and scanner.rows >= mark:
+                    mark += _PROGRESS_EVERY
+                    progress(scanner.rows)
+        if not scanner.finished:
+            raise RuntimeError("the COPY stream of people ended early")
+        tally.rows, tally.persons = scanner.rows, scanner.persons
+    if person_id is not None and tally.rows == 0:
+        raise PersonNotFound(f"person {person_id} not found")
+
+
+def _python_findings(conn: Conn, person_id: uuid.UUID | None, tally: Tally,
+                     progress: Callable[[int], None] | None) -> Iterator[Finding]:
+    """The pure-Python scanner: PostgreSQL builds the canonical text, this process hashes."""
     current: str | None = None
     expected = 0
     last_cid: str | None = None
@@ -112,33 +154,47 @@ def iter_findings(conn: Conn, person_id: uuid.UUID | None = None, *,
         copy.set_types(_TYPES)
         for pid, version, cid, prev, fmt, op, canonical in copy.rows():
             tally.rows += 1
-            if progress is not None and not tally.rows % 20_000:
+            if progress is not None and not tally.rows % _PROGRESS_EVERY:
                 progress(tally.rows)
             if pid != current:
                 current, expected, last_cid, erased = pid, 0, None, False
                 tally.persons += 1
             digest = sha256(canonical.encode()).digest()
-            matches = _digest_of(cid) == digest
-            computed = cid if matches else cid_from_digest(digest)
-            if not matches:
-                yield Finding(kind="cid_mismatch", person_id=uuid.UUID(pid), version=version,
-                              detail="stored CID does not match the version's content",
-                              stored=cid, computed=computed)
-            if fmt != FORMAT_VERSION or op not in _OPS:
-                yield _odd_row(pid, version, fmt, op)
+            computed = cid if _digest_of(cid) == digest else cid_from_digest(digest)
+            if (computed != cid or fmt != FORMAT_VERSION or op not in _OPS or erased
+                    or version != expected or prev != last_cid
+                    or (version == 0 and op != Op.CREATED)):
+                yield from _row_findings((pid, version, cid, prev, fmt, op, computed,
+                                          expected, last_cid, erased))
             if version < expected:
-                yield Finding(kind="fork", person_id=uuid.UUID(pid), version=version,
-                              detail=f"a second version {version} (fork)", stored=cid)
                 continue
-            yield from _link_findings(pid, version, expected, prev=prev, last_cid=last_cid,
-                                      op=op)
-            if erased:
-                yield Finding(kind="after_erasure", person_id=uuid.UUID(pid), version=version,
-                              detail="a version follows the erased version")
             erased = erased or op == Op.ERASED
             expected, last_cid = version + 1, cid
-    if person_id is not None and tally.rows == 0:
-        raise PersonNotFound(f"person {person_id} not found")
+
+
+RowState = tuple[str, int, str, str | None, int, str, str | None, int, str | None, bool]
+"""A row and its person's chain before it: person id, version, cid, prev, format, op, the
+computed CID (None when the row has no canonical form), expected version, the previous
+version's CID and whether the person was erased. The C scanner hands back these tuples."""
+
+
+def _row_findings(row: RowState) -> Iterator[Finding]:
+    """The findings of one row, given its person's chain so far (both scanners use this)."""
+    pid, version, cid, prev, fmt, op, computed, expected, last_cid, erased = row
+    if computed != cid:
+        yield Finding(kind="cid_mismatch", person_id=uuid.UUID(pid), version=version,
+                      detail="stored CID does not match the version's content",
+                      stored=cid, computed=computed)
+    if fmt != FORMAT_VERSION or op not in _OPS:
+        yield _odd_row(pid, version, fmt, op)
+    if version < expected:
+        yield Finding(kind="fork", person_id=uuid.UUID(pid), version=version,
+                      detail=f"a second version {version} (fork)", stored=cid)
+        return
+    yield from _link_findings(pid, version, expected, prev=prev, last_cid=last_cid, op=op)
+    if erased:
+        yield Finding(kind="after_erasure", person_id=uuid.UUID(pid), version=version,
+                      detail="a version follows the erased version")
 
 
 def _digest_of(cid: str) -> bytes | None:

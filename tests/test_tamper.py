@@ -35,6 +35,7 @@ from fields import KeyPurpose, Keyring
 from ledger import Database, Ledger, VersionRecord, cid_of, envelope_bytes
 from projections import CheckpointSigner, make_checkpoint, parse_checkpoint
 from projections._merkle import Frontier, cid_leaf, leaf_hash
+from projections._speedups import native_available
 from schema import apply_migrations
 
 Conn = psycopg.Connection[Any]
@@ -78,7 +79,11 @@ class Case:
             args += ["--checkpoint", str(held or self.held)]
         if use_key:
             args += ["--key", key or self.vkey]
-        return self.cli(*args)
+        result = self.cli(*args)
+        if "--save-checkpoint" not in extra:
+            same_verdict(result, self.runner(*args, env={
+                "PEOPLELOG_DATABASE_URL": self.url, "PEOPLELOG_PURE_PYTHON": "1"}))
+        return result
 
     def connect(self) -> Conn:
         return psycopg.connect(self.url, autocommit=True)
@@ -92,6 +97,17 @@ class Case:
     def cid(self, person: str, version: int) -> str:
         return str(self.one("SELECT cid FROM people WHERE person_id = %s AND version = %s",
                             (self.ids[person], version)))
+
+
+def same_verdict(native: CliResult, python: CliResult) -> None:
+    """The contract between the scanners: the C and the pure-Python ones reach the same
+    verdict with the same findings, in the same order, on every case of this module."""
+    assert native_available(), "the C scanners are not built (see setup.py)"
+    assert (native.code, native.stderr) == (python.code, python.stderr)
+    if native.stdout.startswith("{"):
+        assert native.json == python.json
+    else:
+        assert native.stdout == python.stdout
 
 
 def script(case: Case, keyring: Keyring) -> None:
