@@ -20,11 +20,13 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import os
 import re
 import struct
+import threading
 import time
 import uuid
 from collections import deque
@@ -38,6 +40,8 @@ from typing import Any
 import psycopg
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg import errors as pg_errors
+from psycopg import postgres, pq
+from psycopg.adapt import Dumper
 from pydantic import BaseModel
 
 from fields import (
@@ -296,16 +300,56 @@ def _unknown_fields(names: list[Any]) -> str:
     return f"unknown fields: {text} (allowed: {', '.join(sorted(COLUMNS))})"
 
 
-def _validate(line: int, record: dict[str, Any], blind: BlindIndex) -> _Row | RowError:
+class _Digests:
+    """The blind index's keyed hashes (HMAC-SHA256), with the key's padded blocks hashed
+    once rather than per call. Checked against ``BlindIndex`` when built; on any
+    difference it simply defers to it."""
+
+    def __init__(self, blind: BlindIndex) -> None:
+        self.blind = blind
+        block = blind.key.secret
+        if len(block) > 64:
+            block = hashlib.sha256(block).digest()
+        block = block.ljust(64, b"\x00")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+        sample = normalise_email("Sample.Check@Example.org")
+        self.fast = (
+            self._hmac(_EMAIL_INPUT + sample.lookup_key.encode()) == blind.digest(sample)
+            and self._hmac(_EXTERNAL_ID_INPUT + b"1") == blind.external_id_digest("1"))
+
+    def _hmac(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+    def digest(self, email: NormalisedEmail) -> bytes:
+        if self.fast:
+            return self._hmac(_EMAIL_INPUT + email.lookup_key.encode())
+        return self.blind.digest(email)
+
+    def external_id_digest(self, external_id: str) -> bytes:
+        if self.fast:
+            return self._hmac(_EXTERNAL_ID_INPUT + external_id.encode())
+        return self.blind.external_id_digest(external_id)
+
+
+_EMAIL_INPUT = b"peoplelog/email/%d\x00" % NORMALISATION_VERSION
+_EXTERNAL_ID_INPUT = b"peoplelog/external-id/1\x00"
+
+
+def _validate(line: int, record: dict[str, Any], blind: _Digests) -> _Row | RowError:
     try:
-        unknown = [name for name in record if name not in COLUMNS]
-        if unknown:
-            raise InvalidInput(_unknown_fields(unknown))
+        if not COLUMNS.issuperset(record):
+            raise InvalidInput(_unknown_fields([name for name in record
+                                                if name not in COLUMNS]))
         for key in REQUIRED:
             if record.get(key) is None:
                 raise InvalidInput(f"{key} is missing")
         for key, value in record.items():
-            if isinstance(value, str) and not _is_utf8(value):
+            if isinstance(value, str) and not value.isascii() and not _is_utf8(value):
                 raise InvalidInput(f"{key} is not valid UTF-8")
         email = normalise_email(record["email"])
         name = check_name(record["name"])
@@ -378,9 +422,11 @@ class _Seen:
     def lookup(self, conn: Conn, keys: list[bytes]) -> dict[bytes, int]:
         if not keys:
             return {}
-        return {bytes(k): int(line) for k, line in conn.execute(
-            "SELECT key, line FROM import_seen WHERE run = %s AND key = ANY(%s)",
-            (self.run, keys), binary=True)}
+        with conn.cursor(binary=True) as cur:
+            cur.adapters.register_dumper(_ByteaArray, _ByteaArrayDumper)
+            return {bytes(k): int(line) for k, line in cur.execute(
+                "SELECT key, line FROM import_seen WHERE run = %s AND key = ANY(%s)",
+                (self.run, _ByteaArray.of(keys)))}
 
     def add(self, conn: Conn, pairs: list[tuple[bytes, int]]) -> None:
         if pairs:
@@ -422,11 +468,33 @@ class _Plan:
 _PLAN_QUERY = """
 SELECT 0, blind_index, person_id, 0 FROM email_lookup WHERE blind_index = ANY(%(emails)s)
 UNION ALL
-SELECT 1, id_hash, person_id, 0 FROM external_ids WHERE id_hash = ANY(%(ids)s::bytea[])
+SELECT 1, id_hash, person_id, 0 FROM external_ids WHERE id_hash = ANY(%(ids)s)
 UNION ALL
-SELECT 2, key, NULL::uuid, line FROM import_seen
- WHERE run = %(run)s AND key = ANY(%(keys)s::bytea[])
+SELECT 2, key, NULL::uuid, line FROM import_seen WHERE run = %(run)s AND key = ANY(%(keys)s)
 """
+
+
+class _ByteaArray(bytes):
+    """A ``bytea[]`` parameter already in binary form (psycopg's list dumper is slow)."""
+
+    @classmethod
+    def of(cls, values: list[bytes]) -> _ByteaArray:
+        if not values:
+            return cls(_ARRAY_HEADER.pack(0, 0, _BYTEA_OID))
+        return cls(_ARRAY_HEADER.pack(1, 0, _BYTEA_OID) + _i32(len(values)) + _i32(1)
+                   + b"".join([_i32(len(value)) + value for value in values]))
+
+
+class _ByteaArrayDumper(Dumper):
+    format = pq.Format.BINARY
+    oid = postgres.types["bytea"].array_oid
+
+    def dump(self, obj: Any) -> bytes:
+        return bytes(obj)
+
+
+_ARRAY_HEADER = struct.Struct(">iiI")
+_BYTEA_OID = postgres.types["bytea"].oid
 
 
 def _plan(conn: Conn, batch: list[_Row], update: bool, seen: _Seen,
@@ -436,19 +504,23 @@ def _plan(conn: Conn, batch: list[_Row], update: bool, seen: _Seen,
     ``pending`` holds the keys of earlier batches still being written (key -> line): they
     count as seen, as they will be once those batches commit.
     """
+    emails = [r.email_digest for r in batch]
     id_digests = [r.id_digest for r in batch if r.id_digest is not None]
     claims: dict[bytes, uuid.UUID] = {}
     ids: dict[bytes, uuid.UUID] = {}
     prior: dict[bytes, int] = {}
-    for kind, key, person_id, line in conn.execute(_PLAN_QUERY, {
-            "emails": [r.email_digest for r in batch], "ids": id_digests, "run": seen.run,
-            "keys": [r.email_digest for r in batch] + id_digests}, binary=True):
-        if kind == 0:
-            claims[key] = person_id
-        elif kind == 1:
-            ids[key] = person_id
-        else:
-            prior[key] = line
+    with conn.cursor(binary=True) as cur:
+        cur.adapters.register_dumper(_ByteaArray, _ByteaArrayDumper)
+        cur.execute(_PLAN_QUERY, {
+            "emails": _ByteaArray.of(emails), "ids": _ByteaArray.of(id_digests),
+            "run": seen.run, "keys": _ByteaArray.of(emails + id_digests)})
+        for kind, key, person_id, line in cur:
+            if kind == 0:
+                claims[key] = person_id
+            elif kind == 1:
+                ids[key] = person_id
+            else:
+                prior[key] = line
     plan = _Plan()
     local: dict[bytes, int] = {}
 
@@ -614,6 +686,7 @@ class _Importer:
         self.database = database
         self.keyring = keyring
         self.blind = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
+        self.digests = _Digests(self.blind)
         self.hasher = PasswordHasher()
         self.update = update
         self.actor = check_actor(actor)
@@ -632,6 +705,12 @@ class _Importer:
         for row, sealed in zip(todo, self.sealer.seal(todo, phcs), strict=True):
             done[row.line] = sealed
         return [done[r.line] for r in rows]
+
+    def prepare_ahead(self, rows: list[_Row]) -> dict[int, _Sealed]:
+        """Seal the rows that need no password hashing, before knowing which are new."""
+        ready = [r for r in rows if r.password is None]
+        sealed = self.sealer.seal(ready, [r.password_hash for r in ready])
+        return {row.line: s for row, s in zip(ready, sealed, strict=True)}
 
     def prepare_passwords(self, conn: Conn, updates: list[tuple[_Row, uuid.UUID]],
                           done: dict[tuple[int, uuid.UUID], str | None]) -> None:
@@ -674,9 +753,10 @@ class _Importer:
         return ref.written
 
     def write_batch(self, conn: Conn, batch: list[_Row], summary: ImportSummary,
-                    strict: bool) -> None:
-        """Plan and write one batch; planned again when a concurrent writer wins a claim."""
-        sealed: dict[int, _Sealed] = {}
+                    strict: bool, sealed: dict[int, _Sealed] | None = None) -> None:
+        """Plan and write one batch; planned again when a concurrent writer wins a claim.
+        ``sealed`` holds rows already sealed (by line)."""
+        sealed = {} if sealed is None else sealed
         passwords: dict[tuple[int, uuid.UUID], str | None] = {}
         for _ in range(BATCH_ATTEMPTS):
             plan = _plan(conn, batch, self.update, self.seen, {})
@@ -755,7 +835,7 @@ def _reject(summary: ImportSummary, errors: Iterable[RowError]) -> None:
             summary.errors.append(error)
 
 
-def _batches(records: Iterable[tuple[int, Any]], blind: BlindIndex, size: int,
+def _batches(records: Iterable[tuple[int, Any]], blind: _Digests, size: int,
              summary: ImportSummary) -> Iterator[list[_Row]]:
     batch: list[_Row] = []
     for line, record in records:
@@ -772,7 +852,7 @@ def _batches(records: Iterable[tuple[int, Any]], blind: BlindIndex, size: int,
         yield batch
 
 
-def _check_file(records: Iterable[tuple[int, Any]], blind: BlindIndex,
+def _check_file(records: Iterable[tuple[int, Any]], blind: _Digests,
                 summary: ImportSummary, seen: _Seen) -> None:
     """The strict import's first pass: every row valid, no email or external id twice."""
     for batch in _batches(records, blind, 1000, summary):
@@ -817,7 +897,7 @@ def import_people(database: Database, keyring: Keyring, records: Callable[[], It
         if strict:
             check = _Seen(database)
             try:
-                _check_file(records(), importer.blind, summary, check)
+                _check_file(records(), importer.digests, summary, check)
             finally:
                 check.close()
             if summary.rejected:
@@ -844,7 +924,7 @@ def _finish(summary: ImportSummary, started: float) -> ImportSummary:
 def _write_all(importer: _Importer, records: Iterable[tuple[int, Any]],
                summary: ImportSummary, *, batch_size: int, strict: bool,
                progress: Callable[[int], None] | None) -> None:
-    batches = _batches(records, importer.blind, batch_size, summary)
+    batches = _batches(records, importer.digests, batch_size, summary)
 
     def each(conn: Conn) -> None:
         for batch in batches:
@@ -888,18 +968,23 @@ class _Lane:
 @dataclass
 class _Flight:
     lane: _Lane
-    future: Future[_Result | None]
     batch: list[_Row]
-    plan: _Plan
     rows: int
+    planned: threading.Event = field(default_factory=threading.Event)
+    plan: _Plan | None = None
+    sealed: dict[int, _Sealed] = field(default_factory=dict)
+    future: Future[_Result | None] | None = None
 
 
 class _Pipeline:
-    """Without ``update`` or ``strict``: batch n+1 is planned and sealed in this thread
-    while batch n is written by a lane. Its plan counts the keys of the batches in flight
-    as seen (they are all a batch writes), so it gives what it would after their commits.
-    A batch that loses a claim to another writer is written again, alone, once the batches
-    in flight have landed."""
+    """Without ``update`` or ``strict``: while lanes plan and write earlier batches, this
+    thread reads the next one and seals its rows ahead (all of them: most rows of an
+    import are new; the plan decides which seals are used).
+
+    Plans run one after another, in file order, each counting the keys of the batches
+    still in flight as seen: those keys are all a batch writes, so a plan gives what it
+    would after their commits. A batch that loses a claim to another writer is written
+    again, alone, once the batches in flight have landed."""
 
     def __init__(self, importer: _Importer, summary: ImportSummary,
                  progress: Callable[[int], None] | None) -> None:
@@ -911,17 +996,20 @@ class _Pipeline:
         self.flights: deque[_Flight] = deque()
         self.pending: dict[bytes, int] = {}
         self.reported = 0
+        self.stopped = threading.Event()
 
     def run(self, batches: Iterator[list[_Row]]) -> None:
         try:
             for batch in batches:
                 rows = self.summary.rows
+                sealed = self.importer.prepare_ahead(batch)
                 if len(self.flights) >= LANES:
                     self.land(self.flights.popleft())
-                self.launch(batch, rows)
+                self.launch(batch, rows, sealed)
             while self.flights:
                 self.land(self.flights.popleft())
         except BaseException:
+            self.stopped.set()
             for flight in self.flights:
                 flight.lane.cancel()
             raise
@@ -929,44 +1017,54 @@ class _Pipeline:
             for lane in self.lanes:
                 lane.close()
 
-    def launch(self, batch: list[_Row], rows: int) -> None:
+    def launch(self, batch: list[_Row], rows: int, sealed: dict[int, _Sealed]) -> None:
         if not self.idle:
             lane = _Lane(self.importer.database.conninfo)
             self.lanes.append(lane)
             self.idle.append(lane)
-        lane = self.idle.pop()
-        importer, pending = self.importer, self.pending
-        plan = lane.database.run(
-            lambda conn: _plan(conn, batch, False, importer.seen, pending))
-        people = importer.prepare(plan.new, {})
-        for line, keys in plan.marks:
-            for key in keys:
-                pending[key] = line
+        flight = _Flight(self.idle.pop(), batch, rows, sealed=sealed)
+        before = self.flights[-1].planned if self.flights else None
+        importer, pending, stopped = self.importer, self.pending, self.stopped
 
         def write(conn: Conn) -> _Result | None:
+            try:
+                if before is not None:
+                    before.wait()
+                if stopped.is_set():
+                    return None
+                plan = flight.plan = _plan(conn, batch, False, importer.seen, pending)
+                for line, keys in plan.marks:
+                    for key in keys:
+                        pending[key] = line
+            finally:
+                flight.planned.set()
+            people = importer.prepare(plan.new, flight.sealed)
             try:
                 return importer.commit(conn, plan, people, {}, strict=False)
             except _Retry:
                 return None
 
-        future = lane.thread.submit(lane.database.run, write)
-        self.flights.append(_Flight(lane, future, batch, plan, rows))
+        flight.future = flight.lane.thread.submit(flight.lane.database.run, write)
+        self.flights.append(flight)
 
     def land(self, flight: _Flight) -> None:
         """Wait for a batch in flight and count it (or write it again if it lost a claim)."""
+        assert flight.future is not None
         try:
             result = flight.future.result()
         finally:
-            for _, keys in flight.plan.marks:
+            for later in self.flights:  # their plans may still be reading these keys
+                later.planned.wait()
+            for _, keys in flight.plan.marks if flight.plan is not None else ():
                 for key in keys:
                     self.pending.pop(key, None)
             self.idle.append(flight.lane)
-        if result is None:
+        if result is None or flight.plan is None:
             while self.flights:
                 self.land(self.flights.popleft())
             importer, summary = self.importer, self.summary
-            flight.lane.database.run(
-                lambda conn: importer.write_batch(conn, flight.batch, summary, False))
+            flight.lane.database.run(lambda conn: importer.write_batch(
+                conn, flight.batch, summary, False, flight.sealed))
         else:
             self.importer.count(self.summary, flight.plan, result)
         self.reported = max(self.reported, flight.rows)
