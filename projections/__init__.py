@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from ._audit import AuditReport, audit_database
-from ._checkpoint import Checkpoint, CheckpointSigner, VerifierKey, parse_checkpoint
+from ._checkpoint import (
+    Checkpoint,
+    CheckpointSigner,
+    TrustedKey,
+    VerifierKey,
+    VerifierKeys,
+    parse_checkpoint,
+)
 from ._export import EXPORT_FORMAT, export_ledger, verify_export
 from ._history import (
     ChangeEntry,
@@ -45,8 +52,10 @@ __all__ = [
     "LogReport",
     "ProjectionReport",
     "RebuildReport",
+    "TrustedKey",
     "VerificationReport",
     "VerifierKey",
+    "VerifierKeys",
     "VersionDiff",
     "audit_database",
     "changes",

@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from pydantic import BaseModel
 
-from ._checkpoint import Checkpoint, VerifierKey
+from ._checkpoint import Checkpoint, TrustedKey
 from ._log import LogReport, iter_log_findings
 from ._verify import Finding, Tally, iter_findings
 
@@ -36,7 +36,7 @@ class AuditReport(BaseModel):
     log: LogReport | None = None
 
 
-def _log_worker(conninfo: str, held: Checkpoint | None, key: VerifierKey | None,
+def _log_worker(conninfo: str, held: Checkpoint | None, key: TrustedKey | None,
                 max_findings: int) -> tuple[LogReport, list[Finding]]:
     report = LogReport()
     found: list[Finding] = []
@@ -55,7 +55,7 @@ def _estimated_rows(conn: Conn) -> int:
 
 
 def audit_database(conn: Conn, person_id: uuid.UUID | None = None, *,
-                   held: Checkpoint | None = None, key: VerifierKey | None = None,
+                   held: Checkpoint | None = None, key: TrustedKey | None = None,
                    progress: Callable[[int], None] | None = None,
                    max_findings: int = 10_000, conninfo: str | None = None,
                    workers: int = 1,

@@ -19,6 +19,7 @@ import base64
 import binascii
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -34,7 +35,9 @@ from ledger import InvalidInput
 __all__ = [
     "Checkpoint",
     "CheckpointSigner",
+    "TrustedKey",
     "VerifierKey",
+    "VerifierKeys",
     "parse_checkpoint",
 ]
 
@@ -88,6 +91,32 @@ class VerifierKey:
         return True
 
 
+@dataclass(frozen=True)
+class VerifierKeys:
+    """Several trusted verifier keys, as after a signing-key rotation: a checkpoint signed
+    by any one of them counts as signed."""
+
+    keys: tuple[VerifierKey, ...]
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise InvalidInput("give at least one verifier key")
+
+    @property
+    def name(self) -> str:
+        return " or ".join(dict.fromkeys(key.name for key in self.keys))
+
+    @classmethod
+    def of(cls, keys: Sequence[VerifierKey]) -> TrustedKey:
+        """One key as itself, several as a set."""
+        unique = tuple(dict.fromkeys(keys))
+        return unique[0] if len(unique) == 1 else cls(unique)
+
+
+TrustedKey = VerifierKey | VerifierKeys
+"""What verification accepts as the signer of checkpoints."""
+
+
 class CheckpointSigner:
     """Signs checkpoints with the keyring's checkpoint-signing key. Repr hides the key."""
 
@@ -126,11 +155,13 @@ class Checkpoint:
         )
         return f"{self.body}\n{lines}"
 
-    def signed_by(self, key: VerifierKey) -> bool:
+    def signed_by(self, key: TrustedKey) -> bool:
+        """True when a signature line verifies under ``key`` (any one of a key set)."""
         body = self.body.encode()
+        keys = key.keys if isinstance(key, VerifierKeys) else (key,)
         return any(
-            name == key.name and key_hash == key.key_hash and key.verify(body, sig)
-            for name, key_hash, sig in self.signatures
+            name == k.name and key_hash == k.key_hash and k.verify(body, sig)
+            for name, key_hash, sig in self.signatures for k in keys
         )
 
 

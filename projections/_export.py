@@ -27,7 +27,7 @@ from ledger import (
 )
 
 from ._audit import AuditReport
-from ._checkpoint import Checkpoint, VerifierKey, parse_checkpoint
+from ._checkpoint import Checkpoint, TrustedKey, VerifierKey, parse_checkpoint
 from ._log import log_origin, stored_verifier_key
 from ._merkle import Frontier, cid_leaf, leaf_hash
 from ._verify import Finding
@@ -100,7 +100,7 @@ def _record(env: dict[str, Any]) -> VersionRecord:
 
 
 def verify_export(lines: Iterable[str], *, held: Checkpoint | None = None,
-                  key: VerifierKey | None = None) -> AuditReport:
+                  key: TrustedKey | None = None) -> AuditReport:
     """Verify an export: CIDs, chains, log order, checkpoint roots and signatures."""
     findings = list(_export_findings(iter(lines), held, key, stats := {"rows": 0,
                                                                         "persons": 0}))
@@ -108,7 +108,7 @@ def verify_export(lines: Iterable[str], *, held: Checkpoint | None = None,
                        findings=findings)
 
 
-def _export_findings(lines: Iterator[str], held: Checkpoint | None, key: VerifierKey | None,
+def _export_findings(lines: Iterator[str], held: Checkpoint | None, key: TrustedKey | None,
                      stats: dict[str, int]) -> Iterator[Finding]:
     try:
         header = json.loads(next(lines))
@@ -169,7 +169,7 @@ def _export_findings(lines: Iterator[str], held: Checkpoint | None, key: Verifie
 
 
 def _checkpoint_line(item: dict[str, Any], number: int, origin: str | None,
-                     key: VerifierKey | None, roots: dict[int, bytes]) -> Iterator[Finding]:
+                     key: TrustedKey | None, roots: dict[int, bytes]) -> Iterator[Finding]:
     try:
         cp = parse_checkpoint(item["note"])
     except (InvalidInput, KeyError, TypeError) as exc:
@@ -189,7 +189,7 @@ def _checkpoint_line(item: dict[str, Any], number: int, origin: str | None,
 
 
 def _end_findings(size: int, newest: int, origin: str | None, held: Checkpoint | None,
-                  key: VerifierKey | None) -> Iterator[Finding]:
+                  key: TrustedKey | None) -> Iterator[Finding]:
     if size < newest:
         yield Finding(kind="log_truncated", person_id=_NIL, version=None,
                       detail=f"{size} logged versions; a checkpoint covers {newest}")

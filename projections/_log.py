@@ -18,7 +18,13 @@ from pydantic import BaseModel
 
 from ledger import ChainBroken, InvalidInput, NotFound, PersonNotFound, VersionNotFound
 
-from ._checkpoint import Checkpoint, CheckpointSigner, VerifierKey, parse_checkpoint
+from ._checkpoint import (
+    Checkpoint,
+    CheckpointSigner,
+    TrustedKey,
+    VerifierKey,
+    parse_checkpoint,
+)
 from ._merkle import (
     EMPTY_ROOT,
     Frontier,
@@ -140,7 +146,7 @@ class LogReport(BaseModel):
 
 
 def iter_log_findings(conn: Conn, *, held: Checkpoint | None = None,
-                      key: VerifierKey | None = None, report: LogReport | None = None,
+                      key: TrustedKey | None = None, report: LogReport | None = None,
                       progress: Callable[[int], None] | None = None) -> Iterator[Finding]:
     """Check the log against the stored and held checkpoints; yield findings.
 
@@ -295,7 +301,7 @@ def _python_scan_log(conn: Conn, stops: list[int], ranges: list[tuple[int, int]]
 
 
 def _stored_findings(stored: list[tuple[int, bytes, str]], origin: str,
-                     key: VerifierKey | None) -> Iterator[Finding]:
+                     key: TrustedKey | None) -> Iterator[Finding]:
     for size, root, note in stored:
         try:
             cp = parse_checkpoint(note)
@@ -310,7 +316,7 @@ def _stored_findings(stored: list[tuple[int, bytes, str]], origin: str,
                                f"stored checkpoint {size} is not signed by {key.name}")
 
 
-def _held_findings(held: Checkpoint, origin: str, key: VerifierKey | None,
+def _held_findings(held: Checkpoint, origin: str, key: TrustedKey | None,
                    latest_size: int) -> Iterator[Finding]:
     if held.origin != origin:
         yield _log_finding("origin_mismatch",
@@ -367,7 +373,7 @@ class InclusionProof(BaseModel):
     proof: list[str]
     checkpoint: str
 
-    def verify(self, key: VerifierKey) -> list[str]:
+    def verify(self, key: TrustedKey) -> list[str]:
         """Problems with this proof (empty when it holds), checked offline."""
         problems: list[str] = []
         try:

@@ -1021,6 +1021,30 @@ def test_a_held_checkpoint_with_a_bad_signature(case: Case) -> None:
         assert "bad_signature" in kinds(result), what
 
 
+def test_after_a_signing_key_rotation_every_trusted_key_is_given(case: Case,
+                                                                   keyring: Keyring) -> None:
+    rotated = keyring.with_new_key(KeyPurpose.CHECKPOINT_SIGNING)
+    signer = CheckpointSigner(rotated.active(KeyPurpose.CHECKPOINT_SIGNING))
+    assert str(signer.verifier) != case.vkey
+    led = Ledger(Database(case.url, pool_size=1), keyring)
+    try:
+        led.update_person(case.ids["eve"], name="Eve Rotated")
+    finally:
+        led.close()
+    with case.connect() as conn:
+        make_checkpoint(conn, signer)
+    new_key = str(signer.verifier)
+    old_only = case.verify()
+    assert_found(old_only, "bad_signature")
+    assert all(f["kind"] == "bad_signature" for f in damage(old_only))
+    assert "bad_signature" in kinds(case.verify(key=new_key))  # the held C2 is signed by the old
+    both = case.path / "trusted.keys"
+    both.write_text(f"{case.vkey}\n{new_key}\n")
+    assert clean(case.verify(key=str(both)))["log"]["size"] == C3 + 1
+    clean(case.cli("verify", "--json", "--checkpoint", str(case.held), "--key", case.vkey,
+                   "--key", new_key))
+
+
 def test_stored_checkpoints_smaller_than_the_held_one(case: Case) -> None:
     with superuser(case) as conn:
         conn.execute("DELETE FROM checkpoints WHERE size >= %s", (C2,))

@@ -15,7 +15,9 @@ from projections import (
     AuditReport,
     CheckpointSigner,
     InclusionProof,
+    TrustedKey,
     VerifierKey,
+    VerifierKeys,
     audit_database,
     export_ledger,
     make_checkpoint,
@@ -53,13 +55,16 @@ def _read_text(path: str, what: str) -> str:
         raise InvalidInput(f"{what} file {path} cannot be read: {exc}") from None
 
 
-def _verifier_key(text: str | None) -> VerifierKey | None:
-    text = text or os.environ.get(_KEY_ENV)
-    if not text:
-        return None
-    if "+" not in text and Path(text).exists():
-        text = _read_text(text, "verifier key")
-    return VerifierKey.parse(text)
+def _verifier_key(given: list[str] | None) -> TrustedKey | None:
+    """The keys of ``--key`` (repeatable) or the environment; each value is a key or a file
+    of keys, one per line. Several keys are all trusted (a rotated signing key)."""
+    texts = given or ([os.environ[_KEY_ENV]] if os.environ.get(_KEY_ENV) else [])
+    keys: list[VerifierKey] = []
+    for value in texts:
+        text = _read_text(value, "verifier key") if (
+            "+" not in value and Path(value).exists()) else value
+        keys.extend(VerifierKey.parse(line) for line in text.splitlines() if line.strip())
+    return VerifierKeys.of(keys) if keys else None
 
 
 def _write_out(path: str, text: str) -> None:
@@ -230,9 +235,10 @@ def register(sub: Any, *, add: AddCommand, **_: Any) -> None:
     p.add_argument("--person", metavar="PERSON_ID", help="check one person's chain only")
     p.add_argument("--checkpoint", metavar="FILE",
                    help="a checkpoint kept outside the database: the log must extend it")
-    p.add_argument("--key", metavar="VKEY",
-                   help=f"verifier key (NAME+HASH+BASE64, or a file holding it; default "
-                        f"${_KEY_ENV}, else the key recorded in the database)")
+    p.add_argument("--key", metavar="VKEY", action="append",
+                   help=f"verifier key (NAME+HASH+BASE64, or a file of keys, one per line); "
+                        f"repeat it to trust every key of a rotation; default ${_KEY_ENV}, "
+                        "else the key recorded in the database")
     p.add_argument("--from-export", metavar="FILE",
                    help="verify a `peoplelog export` file instead of the database")
     p.add_argument("--save-checkpoint", metavar="FILE",
@@ -269,7 +275,8 @@ def register(sub: Any, *, add: AddCommand, **_: Any) -> None:
             "check an inclusion proof offline with only the verifier key",
             "peoplelog verify-proof proof.json --key \"$(cat verifier.key)\"")
     p.add_argument("file", metavar="FILE", help="the proof (- for stdin)")
-    p.add_argument("--key", metavar="VKEY", help=f"verifier key (default ${_KEY_ENV})")
+    p.add_argument("--key", metavar="VKEY", action="append",
+                   help=f"verifier key or a file of keys; repeatable (default ${_KEY_ENV})")
 
     p = add(sub, "export", cmd_export,
             "write the ledger as stored (JSON lines) with its checkpoints",
