@@ -340,8 +340,18 @@ _EMAIL_INPUT = b"peoplelog/email/%d\x00" % NORMALISATION_VERSION
 _EXTERNAL_ID_INPUT = b"peoplelog/external-id/1\x00"
 
 
+_PLAIN = frozenset(REQUIRED)
+
+
 def _validate(line: int, record: dict[str, Any], blind: _Digests) -> _Row | RowError:
     try:
+        if record.keys() == _PLAIN:  # the common row: what follows would find nothing else
+            email_text, name_text = record["email"], record["name"]
+            if (type(email_text) is str and type(name_text) is str and email_text.isascii()
+                    and name_text.isascii()):
+                email = normalise_email(email_text)
+                return _Row(line, email, check_name(name_text), None, None, None, None,
+                            blind.digest(email), None)
         if not COLUMNS.issuperset(record):
             raise InvalidInput(_unknown_fields([name for name in record
                                                 if name not in COLUMNS]))
@@ -529,21 +539,23 @@ def _plan(conn: Conn, batch: list[_Row], update: bool, seen: _Seen,
         return found if found is not None and found < line else None
 
     for row in batch:
-        duplicate = next(((what, line) for what, key in row.identities()
-                          if (line := earlier(key, row.line)) is not None), None)
+        email, external = row.email_digest, row.id_digest
+        duplicate = None
+        if (same := earlier(email, row.line)) is not None:
+            duplicate = f"duplicate: the same email as line {same}"
+        elif external is not None and (same := earlier(external, row.line)) is not None:
+            duplicate = f"duplicate: the same external id as line {same}"
         if duplicate is not None:
-            plan.errors.append(RowError(
-                line=row.line, reason=f"duplicate: the same {duplicate[0]} as line "
-                                      f"{duplicate[1]}"))
+            plan.errors.append(RowError(line=row.line, reason=duplicate))
             continue
-        by_email = claims.get(row.email_digest)
-        by_id = None if row.id_digest is None else ids.get(row.id_digest)
+        by_email = claims.get(email)
+        by_id = None if external is None else ids.get(external)
         if by_id is not None and by_email is not None and by_id != by_email:
             plan.errors.append(RowError(line=row.line, reason="the email belongs to another "
                                                              "person than the external id"))
             continue
         target = by_id or by_email
-        keys = [key for _, key in row.identities()]
+        keys = [email] if external is None else [email, external]
         if target is not None:
             same = earlier(target.bytes, row.line)
             if same is not None:
@@ -586,6 +598,44 @@ _COPY_LOOKUP = ("COPY email_lookup (blind_index, person_id, key_id, norm)"
 _COPY_IDS = "COPY external_ids (id_hash, person_id, key_id) FROM STDIN (FORMAT BINARY)"
 
 
+_NewEnvelope = tuple[str, int, str, str, str | None, int | None]
+
+
+def _envelope_of_new(actor: str | None, reason: str | None) -> Callable[[_NewEnvelope], str]:
+    """``envelope_text`` of a version 0 by this importer, its constant members written once:
+    ``(person_id, recorded_at, email, name, password, verified_at)`` -> RFC 8785 text, the
+    byte fields given as base64url. Checked against ``envelope_text`` when made; on any
+    difference it is ``envelope_text`` itself."""
+
+    def canonical(values: _NewEnvelope) -> str:
+        person_id, recorded_at, email, name, password, verified_at = values
+        return envelope_text(person_id=person_id, version=0, prev=None, op=_OP,
+                             recorded_at=recorded_at, actor=actor, reason=reason, email=email,
+                             name=name, password=password, verified_at=verified_at,
+                             format=FORMAT_VERSION)
+
+    def constant(value: str | None) -> str:
+        text = "null" if value is None else json.dumps(value, ensure_ascii=False)
+        return text.replace("%", "%%")
+
+    template = ('{"actor":' + constant(actor) + ',"email":"%s","format":%d,"name":"%s",'
+                '"op":' + constant(_OP) + ',"password":%s,"person_id":"%s","prev":null,'
+                '"reason":' + constant(reason) + ',"recorded_at":%d,"verified_at":%s,'
+                '"version":0}')
+
+    def fast(values: _NewEnvelope) -> str:
+        person_id, recorded_at, email, name, password, verified_at = values
+        return template % (email, FORMAT_VERSION, name,
+                           "null" if password is None else '"' + password + '"', person_id,
+                           recorded_at, "null" if verified_at is None else verified_at)
+
+    samples = [("00000000-0000-4000-8000-000000000000", 1, "e-_", "n", None, None),
+               ("ffffffff-ffff-4fff-bfff-ffffffffffff", MAX_MICROS, "AQ", "Ag", "Aw", 0)]
+    if all(fast(sample) == canonical(sample) for sample in samples):
+        return fast
+    return canonical
+
+
 def _b64(value: bytes) -> str:
     return base64.urlsafe_b64encode(value).decode("ascii").rstrip("=")
 
@@ -600,7 +650,7 @@ class _Sealer:
         self._kek = AESGCM(kek.secret)
         self._wrap_ad = _WRAP_AD + kek.id.encode("ascii") + b"\x00"
         self._wrap_version = struct.pack(">I", 1)
-        self._actor, self._reason = actor, reason
+        self._envelope = _envelope_of_new(actor, reason)
         version0 = _int4_field(4, 0)
         self._keys = (b"\x00\x04" + _UUID, _int4_field(4, 1) + _text_field(kek.id))
         self._people = (b"\x00\x0d" + _UUID, version0 + _i32(59),
@@ -621,7 +671,7 @@ class _Sealer:
         latest_a, latest_b, latest_c = self._latest
         lookup_a, lookup_b, lookup_c = self._lookup
         ids_a, ids_b, ids_c = self._ids
-        actor, reason, header = self._actor, self._reason, _FIELD_HEADER_1
+        envelope, header = self._envelope, _FIELD_HEADER_1
         out: list[_Sealed] = []
         for i, (row, phc) in enumerate(zip(rows, hashes, strict=True)):
             r = random[i * _RANDOM:(i + 1) * _RANDOM]
@@ -641,12 +691,10 @@ class _Sealer:
                 n3 = os.urandom(_NONCE)
             wrapped = b"\x01\x01" + n3 + kek.encrypt(n3, secret, wrap_ad + pid + wrap_version)
             at = now_micros()
-            cid = cid_of(envelope_text(
-                person_id=f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", version=0,
-                prev=None, op=_OP, recorded_at=at, actor=actor, reason=reason,
-                email=_b64(email), name=_b64(name),
-                password=None if password is None else _b64(password),
-                verified_at=row.verified_at, format=FORMAT_VERSION).encode()).encode()
+            cid = cid_of(envelope((
+                f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", at, _b64(email),
+                _b64(name), None if password is None else _b64(password),
+                row.verified_at)).encode()).encode()
             stamp = _micros_field(at)
             fields = (_bytes_field(email) + _bytes_field(name) + _bytes_field(password)
                       + _micros_field(row.verified_at))
