@@ -249,12 +249,12 @@ class Ledger:
 
     def find_person(self, email: str) -> uuid.UUID:
         """The person currently claiming ``email``; ``PersonNotFound`` if none."""
-        normalised = normalise_email(email)
-        blind = self._blind_index()
-        found = self._run(lambda conn: _read.find_person_id(conn, blind, normalised))
-        if found is None:
+        digest = self._blind_index().digest(normalise_email(email))
+        row = self.database.fetch_one(_read.BY_BLIND_INDEX, (digest,))
+        if row is None:
             raise PersonNotFound("no person has this email")
-        return found
+        person_id: uuid.UUID = row[0]
+        return person_id
 
     def authenticate(self, email: str, password: str) -> uuid.UUID | None:
         """The person whose email and password match, else None.

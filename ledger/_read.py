@@ -21,10 +21,12 @@ from schema import (
 
 from ._write import load_data_key
 
-__all__ = ["check_keyring", "find_person_id", "history", "read_password_hash", "read_person"]
+__all__ = ["BY_BLIND_INDEX", "check_keyring", "find_person_id", "history",
+           "person_by_blind_index", "read_password_hash", "read_person"]
 
 Conn = psycopg.Connection[Any]
 
+BY_BLIND_INDEX = "SELECT person_id FROM email_lookup WHERE blind_index = %s"
 _COLUMNS = (
     "version, cid, prev, op, recorded_at, actor, reason, email, name, password, verified_at"
 )
@@ -109,9 +111,11 @@ def find_person_id(conn: Conn, keyring: Keyring | BlindIndex,
                    email: NormalisedEmail) -> uuid.UUID | None:
     blind = keyring if isinstance(keyring, BlindIndex) else BlindIndex(
         keyring.active(KeyPurpose.BLIND_INDEX))
-    row = conn.execute(
-        "SELECT person_id FROM email_lookup WHERE blind_index = %s", (blind.digest(email),)
-    ).fetchone()
+    return person_by_blind_index(conn, blind.digest(email))
+
+
+def person_by_blind_index(conn: Conn, digest: bytes) -> uuid.UUID | None:
+    row = conn.execute(BY_BLIND_INDEX, (digest,)).fetchone()
     return None if row is None else row[0]
 
 

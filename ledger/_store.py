@@ -13,7 +13,7 @@ import random
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,7 +32,7 @@ from schema import (
     PeoplelogError,
 )
 
-__all__ = ["Database", "Settings", "translate_errors"]
+__all__ = ["Database", "Settings", "translate_errors", "translated"]
 
 log = logging.getLogger("peoplelog")
 T = TypeVar("T")
@@ -107,30 +107,35 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def translated(exc: psycopg.Error, where: str = "") -> PeoplelogError:
+    """The peoplelog error for a driver error (the one place this mapping is made)."""
+    if isinstance(exc, pg_errors.InsufficientPrivilege):
+        return ConfigurationError(f"permission denied by PostgreSQL: {_first_line(exc)}")
+    if isinstance(exc, pg_errors.UndefinedTable):
+        return ConfigurationError(
+            f"the database is not initialised ({_first_line(exc)}); run `peoplelog init`"
+        )
+    if isinstance(exc, pg_errors.UniqueViolation):
+        return Conflict(f"conflicting write: {_first_line(exc)}")
+    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            return DatabaseError(f"query cancelled: {_first_line(exc)}")
+        return DatabaseUnavailable(
+            f"lost or failed connection to PostgreSQL{where}: {_first_line(exc)}"
+        )
+    state = getattr(exc, "sqlstate", None) or "?"
+    return DatabaseError(f"database error {state}: {_first_line(exc)}")
+
+
 @contextlib.contextmanager
 def translate_errors(where: str = "") -> Iterator[None]:
-    """Turn driver errors into peoplelog errors (the one place this happens)."""
+    """Turn driver errors into peoplelog errors."""
     try:
         yield
     except PeoplelogError:
         raise
-    except pg_errors.InsufficientPrivilege as exc:
-        raise ConfigurationError(f"permission denied by PostgreSQL: {_first_line(exc)}") from None
-    except pg_errors.UndefinedTable as exc:
-        raise ConfigurationError(
-            f"the database is not initialised ({_first_line(exc)}); run `peoplelog init`"
-        ) from None
-    except pg_errors.UniqueViolation as exc:
-        raise Conflict(f"conflicting write: {_first_line(exc)}") from None
-    except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
-        if isinstance(exc, psycopg.errors.QueryCanceled):
-            raise DatabaseError(f"query cancelled: {_first_line(exc)}") from None
-        raise DatabaseUnavailable(
-            f"lost or failed connection to PostgreSQL{where}: {_first_line(exc)}"
-        ) from None
     except psycopg.Error as exc:
-        state = getattr(exc, "sqlstate", None) or "?"
-        raise DatabaseError(f"database error {state}: {_first_line(exc)}") from None
+        raise translated(exc, where) from None
 
 
 class Database:
@@ -144,9 +149,11 @@ class Database:
     def __init__(self, conninfo: str, *, pool_size: int = 4) -> None:
         self.conninfo = conninfo
         self.where = describe(conninfo)
+        self._at = f" at {self.where}"
         self._single: Conn | None = self._connect()
         self._pool: ConnectionPool[Conn] | None = None
         self._lane: Conn | None = None
+        self._lane_cursor: psycopg.Cursor[Any] | None = None
         self._lane_lock = threading.Lock()
         if pool_size > 1:
             self._single.close()
@@ -212,7 +219,7 @@ class Database:
         if lane is not None and not lane.closed and not lane.broken:
             return lane
         if lane is not None:
-            self._lane = None
+            self._lane = self._lane_cursor = None
             pool.putconn(lane)  # the pool replaces a broken connection
         try:
             lane = pool.getconn(timeout=_CONNECT_TIMEOUT * 6)
@@ -221,6 +228,7 @@ class Database:
                 f"no connection to PostgreSQL at {self.where} became available"
             ) from None
         self._lane = lane
+        self._lane_cursor = lane.cursor(binary=True)
         return lane
 
     def _settle_lane(self, pool: ConnectionPool[Conn]) -> None:
@@ -230,7 +238,7 @@ class Database:
         if lane is None:
             return
         if lane.closed or lane.broken or lane.pgconn.transaction_status != TransactionStatus.IDLE:
-            self._lane = None
+            self._lane = self._lane_cursor = None
             pool.putconn(lane)
 
     def run(self, work: Callable[[Conn], T], *, retry_lost: bool = False) -> T:
@@ -240,24 +248,71 @@ class Database:
         new one, e.g. when the pool held connections a restarted server had dropped.
         """
         delay = 0.002
-        deadline = time.monotonic() + _LOST_WINDOW
+        deadline: float | None = None  # the window opens at the first loss
         while True:
             try:
-                with self.connection() as conn, translate_errors(f" at {self.where}"):
-                    return work(conn)
+                return self._once(work)
             except DatabaseUnavailable:
-                if not retry_lost or time.monotonic() > deadline:
+                now = time.monotonic()
+                deadline = now + _LOST_WINDOW if deadline is None else deadline
+                if not retry_lost or now > deadline:
                     raise
                 log.warning("connection lost; retrying a read")
             time.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not crypto
             delay = min(delay * 2, 0.25)
+
+    def fetch_one(self, query: str, params: Sequence[Any]) -> Any:
+        """The first row (or None) of one read-only statement, values in binary format; a
+        lost connection is retried as by ``run(..., retry_lost=True)``. Every email lookup
+        comes here, so a free lane is used in place, through its one cursor, with nothing
+        wrapped around it."""
+        pool = self._pool
+        if pool is not None and self._lane is not None and self._lane_lock.acquire(
+                blocking=False):
+            try:
+                cursor = self._lane_cursor
+                if cursor is not None:
+                    cursor.execute(query, params)
+                    return cursor.fetchone()
+            except psycopg.Error as exc:
+                self._settle_lane(pool)
+                error = translated(exc, self._at)
+                if not isinstance(error, DatabaseUnavailable):
+                    raise error from None
+            except BaseException:
+                self._settle_lane(pool)
+                raise
+            finally:
+                self._lane_lock.release()
+        return self.run(lambda conn: conn.execute(query, params, binary=True).fetchone(),
+                        retry_lost=True)
+
+    def _once(self, work: Callable[[Conn], T]) -> T:
+        """``work`` on the lane when it is free (no context managers: this is the path
+        of every lookup), else as ``connection`` gives."""
+        pool = self._pool
+        if pool is not None and self._lane_lock.acquire(blocking=False):
+            try:
+                conn = self._take_lane(pool)
+                try:
+                    return work(conn)  # returned normally: the lane is idle again
+                except psycopg.Error as exc:
+                    self._settle_lane(pool)
+                    raise translated(exc, self._at) from None
+                except BaseException:
+                    self._settle_lane(pool)
+                    raise
+            finally:
+                self._lane_lock.release()
+        with self.connection() as conn, translate_errors(self._at):
+            return work(conn)
 
     def close(self) -> None:
         if self._pool is not None:
             with self._lane_lock:
                 if self._lane is not None:
                     self._pool.putconn(self._lane)
-                    self._lane = None
+                    self._lane = self._lane_cursor = None
             self._pool.close()
         if self._single is not None:
             self._single.close()
@@ -284,7 +339,7 @@ class Database:
         for attempt in itertools.count(1):
             committing = False
             try:
-                with translate_errors(f" at {self.where}"):
+                with translate_errors(self._at):
                     try:
                         with self.connection() as conn:
                             if lost and resume is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import psycopg
@@ -158,13 +159,28 @@ def test_email_change_and_many_writers(ledger: Ledger, other: Ledger, conn: Conn
 def test_lost_lane_connection_is_replaced(ledger: Ledger, conn: Conn,
                                           person: VersionRef) -> None:
     pid = person.person_id
-    ledger.update_person(pid, name="before")
-    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                 " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                 " AND application_name = ''")
-    assert ledger.find_person(ledger.get_person(pid).email or "") == pid  # reads retry
-    assert ledger.update_person(pid, name="after").written
+    email = ledger.get_person(pid).email
+    assert email is not None
+    for write_first in (False, True):
+        ledger.update_person(pid, name=f"before {write_first}")
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                     " WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        if write_first:
+            assert ledger.update_person(pid, name="after").written
+        assert ledger.find_person(email) == pid  # a read on a lost connection is retried
     _assert_consistent(conn, pid)
+
+
+def test_lookups_from_many_threads(ledger: Ledger) -> None:
+    refs = [ledger.create_person(email=_email(), name=f"T{i}") for i in range(8)]
+    emails = {ref.person_id: ledger.get_person(ref.person_id).email for ref in refs}
+
+    def look(pid: uuid.UUID) -> list[uuid.UUID]:
+        return [ledger.find_person(emails[pid] or "") for _ in range(40)]
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        found = dict(zip(emails, pool.map(look, emails), strict=True))
+    assert all(set(hits) == {pid} for pid, hits in found.items())
 
 
 def test_cache_is_bounded_and_shows_no_content() -> None:
