@@ -17,7 +17,7 @@ against the database as their batch finds it.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import contextlib
 import csv
 import hashlib
@@ -59,7 +59,7 @@ from fields._cipher import _VERSION as _CIPHER_VERSION
 from schema import FORMAT_VERSION, Conflict, DecryptionFailed, InvalidInput, Op, PeoplelogError
 
 from . import _write
-from ._cid import cid_of, envelope_text
+from ._cid import cid_from_digest, envelope_text
 from ._inputs import check_actor, check_name, check_reason
 from ._read import check_keyring
 from ._store import Database
@@ -636,8 +636,11 @@ def _envelope_of_new(actor: str | None, reason: str | None) -> Callable[[_NewEnv
     return canonical
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
 def _b64(value: bytes) -> str:
-    return base64.urlsafe_b64encode(value).decode("ascii").rstrip("=")
+    return binascii.b2a_base64(value, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
 
 
 class _Sealer:
@@ -672,39 +675,41 @@ class _Sealer:
         lookup_a, lookup_b, lookup_c = self._lookup
         ids_a, ids_b, ids_c = self._ids
         envelope, header = self._envelope, _FIELD_HEADER_1
+        aesgcm, pad, b64, sha256, cid_text = AESGCM, _pad, _b64, hashlib.sha256, cid_from_digest
+        field, moment, now = _bytes_field, _micros_field, now_micros
         out: list[_Sealed] = []
+        append = out.append
         for i, (row, phc) in enumerate(zip(rows, hashes, strict=True)):
             r = random[i * _RANDOM:(i + 1) * _RANDOM]
             n = (int.from_bytes(r[:16], "big") & _UUID_MASK) | _UUID_V4
             pid = n.to_bytes(16, "big")
             h = f"{n:032x}"
             secret, n1, n2, n3 = r[16:48], r[48:60], r[60:72], r[72:84]
-            aead = AESGCM(secret)
+            aead = aesgcm(secret)
             ad = _FIELD_AD + header + pid
-            email = header + n1 + aead.encrypt(n1, _pad(row.email.display.encode()),
+            email = header + n1 + aead.encrypt(n1, pad(row.email.display.encode()),
                                                ad + b"email")
-            name = header + n2 + aead.encrypt(n2, _pad(row.name.encode()), ad + b"name")
+            name = header + n2 + aead.encrypt(n2, pad(row.name.encode()), ad + b"name")
             password = None
             if phc is not None:
-                password = header + n3 + aead.encrypt(n3, _pad(phc.encode()),
-                                                       ad + b"password")
+                password = header + n3 + aead.encrypt(n3, pad(phc.encode()), ad + b"password")
                 n3 = os.urandom(_NONCE)
             wrapped = b"\x01\x01" + n3 + kek.encrypt(n3, secret, wrap_ad + pid + wrap_version)
-            at = now_micros()
-            cid = cid_of(envelope((
-                f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", at, _b64(email),
-                _b64(name), None if password is None else _b64(password),
-                row.verified_at)).encode()).encode()
-            stamp = _micros_field(at)
-            fields = (_bytes_field(email) + _bytes_field(name) + _bytes_field(password)
-                      + _micros_field(row.verified_at))
-            out.append((
-                keys_a + pid + keys_b + _bytes_field(wrapped),
-                people_a + pid + people_b + cid + people_c + stamp + people_d + fields,
-                latest_a + pid + latest_b + cid + latest_c + stamp + stamp + fields,
-                lookup_a + row.email_digest + lookup_b + pid + lookup_c,
+            at = now()
+            cid = cid_text(sha256(envelope((
+                f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", at, b64(email), b64(name),
+                None if password is None else b64(password), row.verified_at)).encode()
+            ).digest()).encode()
+            stamp = moment(at)
+            fields = b"".join((field(email), field(name), field(password),
+                               moment(row.verified_at)))
+            append((
+                b"".join((keys_a, pid, keys_b, field(wrapped))),
+                b"".join((people_a, pid, people_b, cid, people_c, stamp, people_d, fields)),
+                b"".join((latest_a, pid, latest_b, cid, latest_c, stamp, stamp, fields)),
+                b"".join((lookup_a, row.email_digest, lookup_b, pid, lookup_c)),
                 None if row.id_digest is None
-                else ids_a + _bytes_field(row.id_digest) + ids_b + pid + ids_c,
+                else b"".join((ids_a, field(row.id_digest), ids_b, pid, ids_c)),
             ))
         return out
 
