@@ -22,7 +22,7 @@ from schema import (
 
 from . import _read, _write
 from ._inputs import check_actor, check_name, check_person_id, check_reason, check_version
-from ._store import Conn, Database, Settings
+from ._store import Conn, Cursor, Database, Settings
 from ._time import now_micros
 
 __all__ = ["Ledger"]
@@ -174,8 +174,8 @@ class Ledger:
         attempted: list[VersionRef] = []  # what the last attempt wrote, before its COMMIT
         new_head: list[_write.Cached] = []
 
-        def optimistic(conn: Conn) -> VersionRef | None:
-            return _write.append_change(conn, keyring, pid, change,
+        def optimistic(cursor: Cursor) -> VersionRef | None:
+            return _write.append_change(cursor, keyring, pid, change,
                                         expect_version=expect_version, heads=heads,
                                         attempted=attempted)
 
@@ -190,7 +190,7 @@ class Ledger:
                 return None
             return _found(conn, pid, attempted[-1].cid)
 
-        fast = self.database.transaction(optimistic, resume=resume, block=False)
+        fast = self.database.autocommit(optimistic, resume=resume)
         if fast is not None:
             return fast
         new_head.clear()

@@ -37,6 +37,7 @@ __all__ = ["Database", "Settings", "translate_errors", "translated"]
 log = logging.getLogger("peoplelog")
 T = TypeVar("T")
 Conn = psycopg.Connection[Any]
+Cursor = psycopg.Cursor[Any]
 
 _CONNECT_TIMEOUT = 5
 _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
@@ -153,7 +154,7 @@ class Database:
         self._single: Conn | None = self._connect()
         self._pool: ConnectionPool[Conn] | None = None
         self._lane: Conn | None = None
-        self._lane_cursor: psycopg.Cursor[Any] | None = None
+        self._lane_cursor: Cursor | None = None
         self._lane_lock = threading.Lock()
         if pool_size > 1:
             self._single.close()
@@ -307,6 +308,70 @@ class Database:
         with self.connection() as conn, translate_errors(self._at):
             return work(conn)
 
+    def autocommit(self, work: Callable[[Cursor], T], *,
+                   resume: Callable[[Conn], T | None], attempts: int = 12) -> T:
+        """Run ``work`` on a cursor of an autocommit connection (binary results): each
+        statement commits on its own, so ``work`` may write with one statement at most.
+
+        Deadlocks are retried (up to ``attempts`` tries in all). A connection lost at any
+        point leaves the outcome unknown: within ``_LOST_WINDOW`` seconds ``resume`` then
+        looks, on a new connection, for the earlier attempt's effect and returns its
+        result, or None to run ``work`` again.
+        """
+        delay = 0.002
+        deadline: float | None = None
+        lost = False
+        for attempt in itertools.count(1):
+            try:
+                if lost:
+                    done = self.run(resume)
+                    if done is not None:
+                        return done
+                return self._on_cursor(work)
+            except _RETRYABLE as exc:
+                if attempt >= attempts:
+                    raise translated(exc, self._at) from None
+            except DatabaseUnavailable:
+                now = time.monotonic()
+                deadline = now + _LOST_WINDOW if deadline is None else deadline
+                if attempts == 1 or now > deadline:
+                    raise
+                lost = True
+                log.warning("connection lost; retrying (attempt %d)", attempt)
+            time.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not crypto
+            delay = min(delay * 2, 0.25)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _on_cursor(self, work: Callable[[Cursor], T]) -> T:
+        """``work`` on the lane's cursor when the lane is free, else on a new cursor of
+        a connection from ``connection``; driver errors translated, except deadlocks and
+        serialization failures (for the caller to retry)."""
+        pool = self._pool
+        if pool is not None and self._lane_lock.acquire(blocking=False):
+            try:
+                self._take_lane(pool)
+                cursor = self._lane_cursor
+                assert cursor is not None  # set with the lane
+                try:
+                    return work(cursor)
+                except _RETRYABLE:
+                    raise
+                except psycopg.Error as exc:
+                    self._settle_lane(pool)
+                    raise translated(exc, self._at) from None
+                except BaseException:
+                    self._settle_lane(pool)
+                    raise
+            finally:
+                self._lane_lock.release()
+        with self.connection() as conn, conn.cursor(binary=True) as cursor:
+            try:
+                return work(cursor)
+            except _RETRYABLE:
+                raise
+            except psycopg.Error as exc:
+                raise translated(exc, self._at) from None
+
     def close(self) -> None:
         if self._pool is not None:
             with self._lane_lock:
@@ -318,8 +383,7 @@ class Database:
             self._single.close()
 
     def transaction(self, work: Callable[[Conn], T], *, attempts: int = 12,
-                    resume: Callable[[Conn], T | None] | None = None,
-                    block: bool = True) -> T:
+                    resume: Callable[[Conn], T | None] | None = None) -> T:
         """Run ``work`` in one transaction, retrying serialization failures and deadlocks
         (up to ``attempts`` tries in all; ``attempts=1`` retries nothing).
 
@@ -328,10 +392,6 @@ class Database:
         unknown: the transaction is retried only when ``resume`` is given (it looks for the
         earlier attempt's effect and returns its result, or None to run ``work`` again);
         otherwise ``DatabaseUnavailable`` says that the outcome is unknown.
-
-        With ``block=False`` no transaction block is opened: ``work`` runs on the autocommit
-        connection and must write in a single statement, which is its own transaction. A
-        connection lost at any point of ``work`` then leaves the outcome unknown.
         """
         delay = 0.002
         lost = False
@@ -346,9 +406,6 @@ class Database:
                                 done = resume(conn)
                                 if done is not None:
                                     return done
-                            if not block:
-                                committing = True  # each statement commits on its own
-                                return work(conn)
                             with conn.transaction():
                                 result = work(conn)
                                 committing = True  # leaving the block sends COMMIT

@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 Conn = psycopg.Connection[Any]
+Cursor = psycopg.Cursor[Any]
 
 _INSERT_VERSION = """
 INSERT INTO people (person_id, version, cid, prev, format, op, recorded_at, actor, reason,
@@ -166,7 +167,7 @@ class HeadCache:
             self._entries.pop(person_id, None)
 
 
-def _head_with_key(conn: Conn, person_id: uuid.UUID, *, lock: bool
+def _head_with_key(conn: Conn | Cursor, person_id: uuid.UUID, *, lock: bool
                    ) -> tuple[Head | None, Wrapped | None]:
     """The head and the newest wrapped data key, in one round trip."""
     query = _HEAD_WITH_KEY + " FOR UPDATE OF l" if lock else _HEAD_WITH_KEY
@@ -450,17 +451,10 @@ def build_next(head: Head, data_key: DataKey, change: Change, now: int, *,
     return record, mailbox_changed, new_email
 
 
-def _next_head(head: Head, record: VersionRecord, cid: str) -> Head:
-    verified = None if record.verified_at is None else from_micros(record.verified_at)
-    return Head(head.person_id, record.version, cid, record.op, head.created_at,
-                from_micros(record.recorded_at), record.email, record.name, record.password,
-                verified, None)
-
-
-def _ref(person_id: uuid.UUID, version: int, cid: str) -> VersionRef:
-    """A ref for a version just written (its fields are already valid: no validation)."""
-    return VersionRef.model_construct(person_id=person_id, version=version, cid=cid,
-                                      written=True)
+def _next_head(head: Head, record: VersionRecord, cid: str, recorded: datetime,
+               verified: datetime | None) -> Head:
+    return Head(head.person_id, record.version, cid, record.op, head.created_at, recorded,
+                record.email, record.name, record.password, verified, None)
 
 
 def _version_conflict(person_id: uuid.UUID, head: Head, expect_version: int) -> VersionConflict:
@@ -491,7 +485,9 @@ def change_locked(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Ch
     if email_changed and change.email is not None:
         blind = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
         _set_lookup(conn, person_id, blind.digest(change.email), blind.key.id)
-    return (_ref(person_id, record.version, cid), (_next_head(head, record, cid), data_key))
+    verified = None if record.verified_at is None else from_micros(record.verified_at)
+    new_head = _next_head(head, record, cid, from_micros(record.recorded_at), verified)
+    return VersionRef(person_id=person_id, version=record.version, cid=cid), (new_head, data_key)
 
 
 def apply_change(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Change,
@@ -500,11 +496,12 @@ def apply_change(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Cha
     return change_locked(conn, keyring, person_id, change, expect_version)[0]
 
 
-def append_change(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Change, *,
+def append_change(cursor: Cursor, keyring: Keyring, person_id: uuid.UUID, change: Change, *,
                   expect_version: int | None, heads: HeadCache,
                   attempted: list[VersionRef]) -> VersionRef | None:
-    """The optimistic append, on an autocommit connection: build the next version on the
-    cached head (or on one read without a lock) and write it in one guarded statement.
+    """The optimistic append, on an autocommit connection's cursor: build the next version
+    on the cached head (or on one read without a lock) and write it in one guarded
+    statement.
 
     Returns None, having written nothing, when the head it built on is no longer the head
     or the change needs the locked path (a new mailbox changes ``email_lookup``): the
@@ -513,7 +510,7 @@ def append_change(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Ch
     """
     cached = heads.get(person_id)
     if cached is None:
-        found, wrapped = _head_with_key(conn, person_id, lock=False)
+        found, wrapped = _head_with_key(cursor, person_id, lock=False)
         head = _require_writable(found, person_id)
         data_key = _unwrap(keyring, person_id, wrapped)
     else:
@@ -531,17 +528,17 @@ def append_change(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Ch
         return VersionRef(person_id=person_id, version=head.version, cid=head.cid,
                           written=False)
     cid = version_cid(record)
-    ref = _ref(person_id, record.version, cid)
+    ref = VersionRef(person_id=person_id, version=record.version, cid=cid)
     attempted.append(ref)
+    recorded = from_micros(record.recorded_at)
+    verified = None if record.verified_at is None else from_micros(record.verified_at)
     try:
-        written = conn.execute(_GUARDED_APPEND, {
+        written = cursor.execute(_GUARDED_APPEND, {
             "person_id": person_id, "version": record.version, "cid": cid,
             "prev": head.cid, "format": record.format, "op": record.op,
-            "recorded_at": from_micros(record.recorded_at), "actor": record.actor,
+            "recorded_at": recorded, "actor": record.actor,
             "reason": record.reason, "email": record.email, "name": record.name,
-            "password": record.password,
-            "verified_at": None if record.verified_at is None
-            else from_micros(record.verified_at),
+            "password": record.password, "verified_at": verified,
             "head_version": head.version, "head_recorded_at": head.recorded_at,
             "head_email": head.email, "head_name": head.name,
             "head_password": head.password, "head_verified_at": head.verified_at,
@@ -556,7 +553,7 @@ def append_change(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Ch
         attempted.pop()
         heads.drop(person_id)
         return None
-    heads.put(person_id, (_next_head(head, record, cid), data_key))
+    heads.put(person_id, (_next_head(head, record, cid, recorded, verified), data_key))
     return ref
 
 
