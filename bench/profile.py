@@ -1,10 +1,12 @@
 """``python -m bench.profile OPERATION``: one operation alone, under pyinstrument.
 
 Operations: append, import, lookup, rebuild, verify. Setup is not profiled. The text tree
-goes to stdout (``--html FILE`` for the interactive view). For the worker processes of a
-parallel verify use py-spy instead, e.g.::
+goes to stdout (``--html FILE`` for the interactive view). pyinstrument sees the calling
+thread only: for the worker processes of a parallel verify, or the threads that plan and
+COPY an import's batches, use py-spy instead, e.g.::
 
     py-spy record --subprocesses -o verify.svg -- python -m bench.profile verify --none
+    py-spy record -o import.svg -- python -m bench.profile import --none
 
 Same server rules as ``bench.run`` (``PEOPLELOG_DATABASE_URL`` or an embedded pgserver).
 """

@@ -13,6 +13,11 @@ as an earlier row, is rejected as a duplicate, wherever the earlier row is in th
 keys of the rows handled so far are kept in a compact table (32 to 64 bytes per key), so
 this holds across batches and gives the same verdicts when a file is re-run. Rows are matched
 against the database as their batch finds it.
+
+Without ``update`` or ``strict``, a few connections ("lanes") write consecutive batches at
+the same time while the next batch is read and sealed (encrypted, CID'd and laid out as
+binary COPY rows); plans still run in file order, so the verdicts are those of a batch by
+batch import.
 """
 
 from __future__ import annotations
@@ -935,8 +940,9 @@ def import_people(database: Database, keyring: Keyring, records: Callable[[], It
     """Import rows from ``records()`` (called once, twice with ``strict``: check, write).
 
     Without ``strict`` every batch commits on its own: a crash loses at most the batches
-    in flight (two at most), and a re-run skips what is already there. With ``strict`` the
-    whole file is checked first and written in one transaction, or not at all.
+    in flight (``LANES`` at most), and a re-run skips what is already there. With
+    ``strict`` the whole file is checked first and written in one transaction, or not at
+    all.
     ``progress`` is called with the number of rows read so far after each batch.
     """
     if isinstance(batch_size, bool) or not 1 <= batch_size <= 100_000:
@@ -995,8 +1001,10 @@ def _write_all(importer: _Importer, records: Iterable[tuple[int, Any]],
 
 # --- the pipelined write: plan and seal one batch while others are written ------------------
 
-LANES = 2
-"""Connections writing batches at the same time (each batch is still one transaction)."""
+LANES = 3
+"""Connections writing batches at the same time (each batch is still one transaction).
+More than two keeps the server busy while one lane waits for its commit to be flushed or
+for the plan before it."""
 
 
 class _Lane:
