@@ -42,6 +42,7 @@ from ._cid import (
     envelope_bytes,
     envelope_text,
     parse_cid,
+    record_of_envelope,
     version_cid,
 )
 from ._store import Database, Settings
@@ -81,5 +82,6 @@ __all__ = [
     "envelope_bytes",
     "envelope_text",
     "parse_cid",
+    "record_of_envelope",
     "version_cid",
 ]

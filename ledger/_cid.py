@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import re
+import uuid
 from typing import Any
 
 import rfc8785
@@ -29,6 +30,7 @@ __all__ = [
     "envelope_bytes",
     "envelope_text",
     "parse_cid",
+    "record_of_envelope",
     "version_cid",
 ]
 
@@ -100,6 +102,9 @@ def envelope(record: VersionRecord) -> dict[str, Any]:
     }
 
 
+_ENVELOPE_KEYS = frozenset({
+    "format", "person_id", "version", "prev", "op", "recorded_at", "actor", "reason", "email",
+    "name", "password", "verified_at"})
 _string = json.encoder.c_encode_basestring or json.encoder.py_encode_basestring  # type: ignore[attr-defined]
 _TEMPLATE = (
     '{"actor":%s,"email":%s,"format":%d,"name":%s,"op":%s,"password":%s,"person_id":"%s",'
@@ -141,6 +146,44 @@ def envelope_bytes(record: VersionRecord) -> bytes:
         reason=record.reason, email=_b64(record.email), name=_b64(record.name),
         password=_b64(record.password), verified_at=record.verified_at, format=record.format,
     ).encode("utf-8")
+
+
+def _unb64(value: Any) -> bytes | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidInput("envelope byte fields must be base64url text or null")
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except ValueError:
+        raise InvalidInput("envelope byte fields must be base64url text") from None
+
+
+def _member(document: dict[str, Any], name: str, kind: type, *, optional: bool) -> Any:
+    value = document[name]
+    if (value is None and optional) or type(value) is kind:
+        return value
+    raise InvalidInput(f"not a peoplelog envelope ({name} has the wrong type)")
+
+
+def record_of_envelope(document: Any) -> VersionRecord:
+    """The version an envelope mapping describes (inverse of ``envelope``)."""
+    if not isinstance(document, dict) or set(document) != _ENVELOPE_KEYS:
+        raise InvalidInput("not a peoplelog envelope (members differ)")
+    try:
+        person_id = uuid.UUID(_member(document, "person_id", str, optional=False))
+    except ValueError:
+        raise InvalidInput("not a peoplelog envelope (person_id is not a UUID)") from None
+    text = {name: _member(document, name, str, optional=name != "op")
+            for name in ("prev", "op", "actor", "reason", "email", "name", "password")}
+    number = {name: _member(document, name, int, optional=name == "verified_at")
+              for name in ("version", "recorded_at", "verified_at", "format")}
+    return VersionRecord(
+        person_id=person_id, version=number["version"], prev=text["prev"], op=text["op"],
+        recorded_at=number["recorded_at"], actor=text["actor"], reason=text["reason"],
+        email=_unb64(text["email"]), name=_unb64(text["name"]),
+        password=_unb64(text["password"]), verified_at=number["verified_at"],
+        format=number["format"])
 
 
 def version_cid(record: VersionRecord) -> str:

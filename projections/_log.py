@@ -16,7 +16,17 @@ from typing import Any
 import psycopg
 from pydantic import BaseModel
 
-from ledger import ChainBroken, InvalidInput, NotFound, PersonNotFound, VersionNotFound
+from ledger import (
+    ChainBroken,
+    InvalidInput,
+    NotFound,
+    PersonNotFound,
+    VersionNotFound,
+    VersionRecord,
+    envelope,
+    record_of_envelope,
+    version_cid,
+)
 
 from ._checkpoint import (
     Checkpoint,
@@ -361,10 +371,17 @@ def _log_finding(kind: str, detail: str) -> Finding:
     return Finding(kind=kind, person_id=_NIL, version=None, detail=detail)
 
 
-class InclusionProof(BaseModel):
-    """Evidence that one version is in the log at a signed checkpoint."""
+PROOF_FORMAT = "peoplelog-inclusion-proof/2"
 
-    format: str = "peoplelog-inclusion-proof/1"
+
+class InclusionProof(BaseModel):
+    """Evidence that one version is in the log at a signed checkpoint.
+
+    The version's envelope (ciphertexts, never plaintext) is carried so that ``person_id``
+    and ``version`` are bound: the envelope must hash to ``cid`` and name them.
+    """
+
+    format: str = PROOF_FORMAT
     person_id: uuid.UUID
     version: int
     cid: str
@@ -372,9 +389,16 @@ class InclusionProof(BaseModel):
     tree_size: int
     proof: list[str]
     checkpoint: str
+    envelope: dict[str, Any] | None = None
 
     def verify(self, key: TrustedKey) -> list[str]:
         """Problems with this proof (empty when it holds), checked offline."""
+        format_problems = [] if self.format == PROOF_FORMAT else [
+            f"format is not {PROOF_FORMAT}"]
+        return [*format_problems, *self.envelope_problems(), *self.tree_problems(key)]
+
+    def tree_problems(self, key: TrustedKey) -> list[str]:
+        """Problems with the CID's path to the signed checkpoint's root."""
         problems: list[str] = []
         try:
             cp = parse_checkpoint(self.checkpoint)
@@ -391,6 +415,21 @@ class InclusionProof(BaseModel):
             return [*problems, "proof or CID is not well formed"]
         if not verify_inclusion(leaf, self.index, self.tree_size, path, cp.root):
             problems.append("the inclusion proof does not lead to the checkpoint's root")
+        return problems
+
+    def envelope_problems(self) -> list[str]:
+        """Problems binding person_id and version to the CID through the envelope."""
+        if self.envelope is None:
+            return ["the proof carries no envelope: person_id and version are not bound"]
+        try:
+            record = record_of_envelope(self.envelope)
+        except InvalidInput as exc:
+            return [f"envelope: {exc}"]
+        problems = []
+        if version_cid(record) != self.cid:
+            problems.append("the envelope does not hash to the proof's CID")
+        if record.person_id != self.person_id or record.version != self.version:
+            problems.append("the envelope names another person or version")
         return problems
 
 
@@ -425,4 +464,25 @@ def prove_inclusion(conn: Conn, person_id: uuid.UUID, version: int) -> Inclusion
     return InclusionProof(
         person_id=person_id, version=version, cid=cid, index=position, tree_size=size,
         proof=[base64.b64encode(h).decode() for h in hasher.hashes()], checkpoint=latest[1],
+        envelope=_stored_envelope(conn, person_id, version),
     )
+
+
+def _stored_envelope(conn: Conn, person_id: uuid.UUID, version: int) -> dict[str, Any]:
+    row = conn.execute(
+        """SELECT prev, format, op, (extract(epoch FROM recorded_at) * 1000000)::bigint,
+                  actor, reason, email, name, password,
+                  (extract(epoch FROM verified_at) * 1000000)::bigint
+           FROM people WHERE person_id = %s AND version = %s""",
+        (person_id, version)).fetchone()
+    if row is None:
+        raise VersionNotFound(f"person {person_id} has no version {version}")
+    prev, fmt, op, recorded_at, actor, reason, email, name, password, verified_at = row
+    return envelope(VersionRecord(
+        person_id=person_id, version=version, prev=prev, op=op, recorded_at=recorded_at,
+        actor=actor, reason=reason, email=_bytes_or_none(email), name=_bytes_or_none(name),
+        password=_bytes_or_none(password), verified_at=verified_at, format=fmt))
+
+
+def _bytes_or_none(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)

@@ -450,6 +450,17 @@ def test_prove_and_verify_proof(case: Case) -> None:
     rejected({**proof, "tree_size": C2})
     rejected({**proof, "checkpoint": case.held.read_text()})
     rejected(proof, key=str(attacker_signer().verifier))
+    # person_id and version are bound through the envelope, which must hash to the CID.
+    rejected({**proof, "version": 2})
+    rejected({**proof, "person_id": str(case.ids["bob"])})
+    rejected({key: value for key, value in proof.items() if key != "envelope"})
+    rejected({**proof, "envelope": {**proof["envelope"], "version": 2}})
+    rejected({**proof, "envelope": {**proof["envelope"], "version": "1"}})
+    rejected({**proof, "envelope": {**proof["envelope"], "person_id": "not-a-uuid"}})
+    rejected({**proof, "envelope": {"person_id": proof["envelope"]["person_id"]}})
+    rejected({**proof, "format": "peoplelog-inclusion-proof/1"})
+    assert proof["envelope"]["person_id"] == str(case.ids["ada"])
+    assert proof["envelope"]["version"] == 1
 
 
 def test_prove_needs_a_sequenced_version(case: Case, keyring: Keyring) -> None:
