@@ -1039,8 +1039,8 @@ class _Flight:
 
 class _Pipeline:
     """Without ``update`` or ``strict``: while lanes plan and write earlier batches, this
-    thread reads the next one and seals its rows ahead (all of them: most rows of an
-    import are new; the plan decides which seals are used).
+    thread reads the next one and seals its rows ahead (all of them, while most rows turn
+    out new; the plan decides which seals are used).
 
     Plans run one after another, in file order, each counting the keys of the batches
     still in flight as seen: those keys are all a batch writes, so a plan gives what it
@@ -1058,12 +1058,14 @@ class _Pipeline:
         self.pending: dict[bytes, int] = {}
         self.reported = 0
         self.stopped = threading.Event()
+        self.ahead = True
+        """Seal ahead while most rows turn out new (not on a re-run of an imported file)."""
 
     def run(self, batches: Iterator[list[_Row]]) -> None:
         try:
             for batch in batches:
                 rows = self.summary.rows
-                sealed = self.importer.prepare_ahead(batch)
+                sealed = self.importer.prepare_ahead(batch) if self.ahead else {}
                 if len(self.flights) >= LANES:
                     self.land(self.flights.popleft())
                 self.launch(batch, rows, sealed)
@@ -1128,6 +1130,7 @@ class _Pipeline:
                 conn, flight.batch, summary, False, flight.sealed))
         else:
             self.importer.count(self.summary, flight.plan, result)
+            self.ahead = 2 * len(flight.plan.new) >= len(flight.batch)
         self.reported = max(self.reported, flight.rows)
         if self.progress is not None:
             self.progress(self.reported)
