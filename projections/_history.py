@@ -33,6 +33,7 @@ from ledger import (
     Ledger,
     NotFound,
     Op,
+    PeoplelogError,
     PersonErased,
     PersonNotFound,
     PersonView,
@@ -224,13 +225,20 @@ class _Decryptor:
                 (self._person_id, version),
             ).fetchone()
             if row is None:
-                raise PersonErased(
-                    f"person {self._person_id} has no data key {version} (erased)"
-                )
+                raise self._missing_key(version)
             kek = self._keyring.get(row[0], KeyPurpose.KEK)
             key = DataKey.unwrap(self._person_id, version, bytes(row[1]), kek)
             self._keys[version] = key
         return key
+
+
+    def _missing_key(self, version: int) -> PeoplelogError:
+        """An erasure (keys shredded, maybe since this read began) or a damaged key store."""
+        if _is_erased(self._conn, self._person_id):
+            return PersonErased(f"person {self._person_id} has no data key {version} (erased)")
+        return DecryptionFailed(
+            f"person {self._person_id} has no data key version {version} in person_keys, "
+            "but was not erased: the key store is damaged")
 
 
 def _shown_time(value: datetime | None) -> str | None:

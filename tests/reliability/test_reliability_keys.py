@@ -32,7 +32,6 @@ from ledger import (
     KeyNotFound,
     Ledger,
     PeoplelogError,
-    PersonErased,
 )
 from projections import history_with_values, verify_ledger
 from schema import apply_migrations
@@ -166,19 +165,11 @@ def test_data_key_version_that_does_not_match(damaged: Damaged) -> None:
         with pytest.raises(DecryptionFailed) as failure:
             call()
         _precise(failure.value, str(pid))
-    try:
-        history = history_with_values(damaged.conn, ledger.keyring, pid)
-    except (DecryptionFailed, PersonErased) as exc:
-        _precise(exc, str(pid))
-    else:
-        # The one known deviation, recorded: no values, and "erased" for a person who was
-        # not erased (the reader takes the missing key version for an erasure under way).
-        assert all(entry.values is None and entry.erased for entry in history), history
-        figures.findings.append(
-            "history_with_values: when the data key version a ciphertext names is missing "
-            "from person_keys (here: the key row's version damaged), it returns the history "
-            "with no values and erased=true for a person who was never erased, instead of "
-            "an error (it takes PersonErased for an erasure that raced the read)")
+    # A missing key version is a damaged key store, not an erasure: a precise error.
+    with pytest.raises(DecryptionFailed) as failure:
+        history_with_values(damaged.conn, ledger.keyring, pid)
+    _precise(failure.value, str(pid))
+    assert "not erased" in str(failure.value)
     assert counts(damaged.conn) == before
     figures.faults_injected = 1
     figures.inputs_tried = 4
