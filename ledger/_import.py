@@ -25,6 +25,7 @@ from __future__ import annotations
 import binascii
 import contextlib
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -1111,7 +1112,28 @@ class _Pipeline:
         self.flights.append(flight)
 
     def land(self, flight: _Flight) -> None:
-        """Wait for a batch in flight and count it (or write it again if it lost a claim)."""
+        """Wait for the oldest batch in flight and count it. One that lost a claim to
+        another writer is written again once every batch in flight has landed, with any
+        other such batch, in file order."""
+        if self.wait(flight) is not None:
+            self.report(flight)
+            return
+        again = [flight]
+        while self.flights:
+            later = self.flights.popleft()
+            if self.wait(later) is None:
+                again.append(later)
+            else:
+                self.report(later)
+        for retry in again:
+            retry.lane.database.run(functools.partial(self.write_alone, retry))
+            self.report(retry)
+
+    def write_alone(self, flight: _Flight, conn: Conn) -> None:
+        self.importer.write_batch(conn, flight.batch, self.summary, False, flight.sealed)
+
+    def wait(self, flight: _Flight) -> _Result | None:
+        """The batch's outcome, counted in the summary; None if it must be written again."""
         assert flight.future is not None
         try:
             result = flight.future.result()
@@ -1123,14 +1145,12 @@ class _Pipeline:
                     self.pending.pop(key, None)
             self.idle.append(flight.lane)
         if result is None or flight.plan is None:
-            while self.flights:
-                self.land(self.flights.popleft())
-            importer, summary = self.importer, self.summary
-            flight.lane.database.run(lambda conn: importer.write_batch(
-                conn, flight.batch, summary, False, flight.sealed))
-        else:
-            self.importer.count(self.summary, flight.plan, result)
-            self.ahead = 2 * len(flight.plan.new) >= len(flight.batch)
+            return None
+        self.importer.count(self.summary, flight.plan, result)
+        self.ahead = 2 * len(flight.plan.new) >= len(flight.batch)
+        return result
+
+    def report(self, flight: _Flight) -> None:
         self.reported = max(self.reported, flight.rows)
         if self.progress is not None:
             self.progress(self.reported)

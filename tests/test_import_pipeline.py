@@ -4,16 +4,20 @@ those of a batch-by-batch import, and what it writes decrypts and verifies."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from fields import Keyring
+from fields import Keyring, normalise_email
 from ledger import Database, Ledger
-from ledger._import import LANES, import_people, read_rows
+from ledger import _write as _write_module
+from ledger._import import LANES, ImportSummary, import_people, read_rows
 from projections import check_projections, verify_ledger
 
 Conn = psycopg.Connection[Any]
@@ -62,3 +66,58 @@ def test_duplicates_in_batches_still_in_flight_are_found_by_line(
     assert ledger.get_person(ledger.find_person(f"{t}-a@example.org")).name == "A"
     assert check_projections(conn, keyring).ok
     assert verify_ledger(conn).ok
+
+
+def _blocked_by(conn: Conn, pid: int) -> bool:
+    row = conn.execute("SELECT count(*) FROM pg_stat_activity"
+                       " WHERE %s = ANY(pg_blocking_pids(pid))", (pid,)).fetchone()
+    return bool(row and row[0])
+
+
+def test_a_batch_that_loses_a_claim_is_written_again_in_file_order(
+        database_url: str, keyring: Keyring, ledger: Ledger, conn: Conn,
+        tmp_path: Path) -> None:
+    t = uuid.uuid4().hex[:10]
+    emails = [f"{t}-{i}@example.org" for i in range(8)]
+    rows: list[dict[str, Any]] = [{"email": e, "name": f"Imported {i}"}
+                                  for i, e in enumerate(emails)]
+    rows[2] = {"email": emails[1], "name": "Again"}  # line 3 repeats line 2 (batch 1)
+    path = _write(tmp_path / "c.jsonl", rows)
+    app_person = _write_module.prepare_new_person(
+        keyring, email=normalise_email(emails[0]), name="App user", password_hash=None,
+        verified_at=None, actor="app", reason=None)
+    outcome: list[ImportSummary | BaseException] = []
+
+    def run() -> None:
+        database = Database(database_url, pool_size=1)
+        try:
+            outcome.append(import_people(database, keyring, lambda: read_rows(path),
+                                         batch_size=2))
+        except BaseException as exc:  # reported by the assertions below
+            outcome.append(exc)
+        finally:
+            database.close()
+
+    with psycopg.connect(database_url, autocommit=True) as app:
+        with app.transaction():  # claimed, not yet committed: batch 1 waits on it
+            _write_module.insert_new_person(app, app_person)
+            worker = threading.Thread(target=run)
+            worker.start()
+            _wait_for(lambda: _blocked_by(conn, app.info.backend_pid))
+        worker.join(timeout=120)
+    assert len(outcome) == 1 and isinstance(outcome[0], ImportSummary), outcome
+    summary = outcome[0]
+    assert [(e.line, e.reason) for e in summary.errors] == [
+        (3, "duplicate: the same email as line 2")]
+    assert (summary.imported, summary.skipped, summary.rejected) == (6, 1, 1)
+    assert ledger.get_person(ledger.find_person(emails[0])).name == "App user"
+    assert ledger.get_person(ledger.find_person(emails[1])).name == "Imported 1"
+    assert check_projections(conn, keyring).ok
+    assert verify_ledger(conn).ok
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the import to block"
+        time.sleep(0.005)
