@@ -77,6 +77,15 @@ class _KeyEntry(BaseModel):
         return value
 
 
+def _location(loc: tuple[int | str, ...]) -> str:
+    """Where a problem is, naming only the format's own fields: a name the document made up
+    could be anything (a secret, a line break), so it is never repeated."""
+    known = {*_KeyEntry.model_fields, *_KeyringFile.model_fields, "[key]",
+             *(purpose.value for purpose in KeyPurpose)}
+    return ".".join(str(p) if isinstance(p, int) or p in known else "(unknown name)"
+                    for p in loc) or "document"
+
+
 class _KeyringFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -190,7 +199,7 @@ class Keyring:
             parsed = _KeyringFile.model_validate_json(text)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or 'document'}: {err['msg']}"
+                f"{_location(err['loc'])}: {err['msg']}"
                 for err in exc.errors(include_input=False, include_url=False)
             )
             raise KeyringError(f"keyring {source} is malformed: {problems}") from None

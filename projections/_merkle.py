@@ -162,7 +162,7 @@ def consistency_proof(leaves: Sequence[bytes], old: int, new: int) -> list[bytes
 def verify_inclusion(leaf_digest: bytes, index: int, size: int, proof: Sequence[bytes],
                      root: bytes) -> bool:
     """RFC 9162 section 2.1.3.2."""
-    if index >= size:
+    if not 0 <= index < size:
         return False
     fn, sn = index, size - 1
     r = leaf_digest

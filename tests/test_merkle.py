@@ -207,6 +207,7 @@ def test_tampered_inclusion_proofs_are_rejected(tree: dict[str, Any]) -> None:
         assert not verify_inclusion(leaf, index, size, path, flip(root))
         assert not verify_inclusion(leaf, size, size, path, root)  # index outside the tree
         assert not verify_inclusion(leaf, index + size, size, path, root)
+        assert not verify_inclusion(leaf, index - size, size, path, root)  # negative index
         for other in range(size):
             if other != index:
                 assert not verify_inclusion(leaf, other, size, path, root), (index, other)
