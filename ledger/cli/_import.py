@@ -8,7 +8,7 @@ from typing import Any
 
 from fields import Keyring
 
-from .._import import import_people, read_rows
+from .._import import LANES, import_people, read_rows
 from .._store import Database, Settings
 from ._common import EXIT_OK, EXIT_USAGE, AddCommand, progress
 
@@ -42,7 +42,8 @@ def register(sub: Any, *, add: AddCommand, **_: Any) -> None:
         "password_hash\n(an argon2id PHC string); verified_at (ISO 8601 with a zone); "
         "external_id.\nA row whose email or external id is already there is skipped (a "
         "new version with\n--update); a row repeating an earlier row's email or external id "
-        "is rejected.\nRe-running the same file after an interruption resumes it.\n"
+        f"is rejected.\nEach batch is one transaction; up to {LANES} are written at once on "
+        "their own\nconnections. Re-running the same file after an interruption resumes it.\n"
         "exit 0 when every row was imported, updated or skipped; exit 2 when any row was\n"
         "rejected (the others are written, unless --strict).")
     p.add_argument("file", metavar="FILE")
@@ -54,6 +55,6 @@ def register(sub: Any, *, add: AddCommand, **_: Any) -> None:
                    help="any bad row fails the whole import; nothing is written")
     p.add_argument("--batch-size", type=int, default=1000, metavar="N")
     p.add_argument("--workers", type=int, metavar="N",
-                   help="threads hashing passwords (default: the number of CPUs)")
+                   help="threads hashing plaintext passwords (default: the number of CPUs)")
     p.add_argument("--actor", default="import", help="recorded as the actor (plain text)")
     p.add_argument("--reason", help="recorded as the reason (plain text)")
