@@ -73,33 +73,34 @@ ON CONFLICT (person_id) DO UPDATE SET
 _GUARDED_APPEND = """
 WITH head AS (
     UPDATE people_latest
-    SET version = %(version)s::integer, cid = %(cid)s::text, op = %(op)s::text,
-        recorded_at = %(recorded_at)s::timestamptz, email = %(email)s::bytea,
-        name = %(name)s::bytea, password = %(password)s::bytea,
-        verified_at = %(verified_at)s::timestamptz
-    WHERE person_id = %(person_id)s::uuid AND erased_at IS NULL
+    SET version = %s::integer, cid = %s::text, op = %s::text, recorded_at = %s::timestamptz,
+        email = %s::bytea, name = %s::bytea, password = %s::bytea,
+        verified_at = %s::timestamptz
+    WHERE person_id = %s::uuid AND erased_at IS NULL
       AND (version, cid, recorded_at, email, name, password, verified_at)
-          IS NOT DISTINCT FROM (%(head_version)s::integer, %(prev)s::text,
-                                %(head_recorded_at)s::timestamptz, %(head_email)s::bytea,
-                                %(head_name)s::bytea, %(head_password)s::bytea,
-                                %(head_verified_at)s::timestamptz)
-    RETURNING person_id
+          IS NOT DISTINCT FROM (%s::integer, %s::text, %s::timestamptz, %s::bytea,
+                                %s::bytea, %s::bytea, %s::timestamptz)
+      AND (SELECT (k.key_version, k.kek_id, k.wrapped_key) = (%s::integer, %s::text, %s::bytea)
+           FROM person_keys k WHERE k.person_id = people_latest.person_id
+           ORDER BY k.key_version DESC LIMIT 1)
+    RETURNING person_id, version, cid, op, recorded_at, email, name, password, verified_at
 )
 INSERT INTO people (person_id, version, cid, prev, format, op, recorded_at, actor, reason,
                     email, name, password, verified_at)
-SELECT person_id, %(version)s::integer, %(cid)s::text, %(prev)s::text, %(format)s::smallint,
-       %(op)s::text, %(recorded_at)s::timestamptz, %(actor)s::text, %(reason)s::text,
-       %(email)s::bytea, %(name)s::bytea, %(password)s::bytea, %(verified_at)s::timestamptz
+SELECT person_id, version, cid, %s::text, %s::smallint, op, recorded_at, %s::text, %s::text,
+       email, name, password, verified_at
 FROM head
 """
 """One statement, so one round trip and its own transaction: moves ``people_latest`` from
 the head the version was built on to the version, and inserts the version, only if that
-row (locked by the UPDATE) still is that head, column for column."""
+row (locked by the UPDATE) still is that head, column for column, and the person's newest
+stored data key still is the one the version was encrypted with."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Head:
-    """The newest version of a person, as ``people_latest`` holds it."""
+    """The newest version of a person, as ``people_latest`` holds it (never changed once
+    made: the ``HeadCache`` shares it)."""
 
     person_id: uuid.UUID
     version: int
@@ -125,7 +126,7 @@ def lock_head(conn: Conn, person_id: uuid.UUID, *, lock: bool = True) -> Head | 
 
 Wrapped = tuple[int, str, bytes]
 """A data key as ``person_keys`` stores it: (key version, KEK id, wrapped key)."""
-Cached = tuple[Head, DataKey]
+Cached = tuple[Head, DataKey, Wrapped]
 
 _HEAD_WITH_KEY = (
     "SELECT l.person_id, l.version, l.cid, l.op, l.created_at, l.recorded_at, l.email,"
@@ -138,10 +139,13 @@ _HEAD_WITH_KEY = (
 
 
 class HeadCache:
-    """The heads a ``Ledger`` last wrote, with their data keys, so that its next write on
-    the same person needs no read first (and no unwrap). Only a hint: ``append_change``
-    writes only if ``people_latest`` still holds the cached head, so an erased person's
-    key, still held here, is never used again; ``Ledger.erase_person`` drops it."""
+    """The heads a ``Ledger`` last wrote, with their data keys (unwrapped, and as stored),
+    so that its next write on the same person needs no read first and no unwrap.
+
+    Only a hint: ``append_change`` writes only if ``people_latest`` still holds the cached
+    head and ``person_keys`` still holds that wrapped key, so a key the database no longer
+    has (an erased person's, a damaged or re-wrapped one) is never used again; a miss
+    drops the entry, and ``Ledger.erase_person`` drops it at once."""
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
@@ -310,7 +314,8 @@ def new_person_head(new: NewPerson, keyring: Keyring) -> Cached:
     verified = None if record.verified_at is None else from_micros(record.verified_at)
     head = Head(record.person_id, 0, new.cid, record.op, recorded, recorded, record.email,
                 record.name, record.password, verified, None)
-    return head, _unwrap(keyring, record.person_id, (1, new.kek_id, new.wrapped_key))
+    wrapped = (1, new.kek_id, new.wrapped_key)
+    return head, _unwrap(keyring, record.person_id, wrapped), wrapped
 
 
 def insert_new_person(conn: Conn, new: NewPerson) -> VersionRef:
@@ -385,6 +390,10 @@ def _lookup_key(email: bytes) -> str | None:
         return None
 
 
+_UPDATED, _EMAIL_VERIFIED, _PASSWORD_CHANGED = (
+    Op.UPDATED.value, Op.EMAIL_VERIFIED.value, Op.PASSWORD_CHANGED.value)
+
+
 def build_next(head: Head, data_key: DataKey, change: Change, now: int, *,
                checked: bool = False) -> tuple[VersionRecord, bool, bytes | None]:
     """The version that applies ``change`` on ``head``: (record, mailbox changed, new email).
@@ -430,11 +439,11 @@ def build_next(head: Head, data_key: DataKey, change: Change, now: int, *,
     if not changed:
         op = ""
     elif changed == ["verified"] and verified_at is not None:
-        op = Op.EMAIL_VERIFIED.value
+        op = _EMAIL_VERIFIED
     elif changed == ["password"]:
-        op = Op.PASSWORD_CHANGED.value
+        op = _PASSWORD_CHANGED
     else:
-        op = Op.UPDATED.value
+        op = _UPDATED
     record = VersionRecord(
         person_id=head.person_id,
         version=head.version + 1,
@@ -487,7 +496,9 @@ def change_locked(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Ch
         _set_lookup(conn, person_id, blind.digest(change.email), blind.key.id)
     verified = None if record.verified_at is None else from_micros(record.verified_at)
     new_head = _next_head(head, record, cid, from_micros(record.recorded_at), verified)
-    return VersionRef(person_id=person_id, version=record.version, cid=cid), (new_head, data_key)
+    assert wrapped is not None  # _unwrap refused a missing key
+    return (VersionRef(person_id=person_id, version=record.version, cid=cid),
+            (new_head, data_key, wrapped))
 
 
 def apply_change(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Change,
@@ -510,11 +521,13 @@ def append_change(cursor: Cursor, keyring: Keyring, person_id: uuid.UUID, change
     """
     cached = heads.get(person_id)
     if cached is None:
-        found, wrapped = _head_with_key(cursor, person_id, lock=False)
+        found, stored = _head_with_key(cursor, person_id, lock=False)
         head = _require_writable(found, person_id)
-        data_key = _unwrap(keyring, person_id, wrapped)
+        data_key = _unwrap(keyring, person_id, stored)
+        assert stored is not None  # _unwrap refused a missing key
+        wrapped = stored
     else:
-        head, data_key = cached
+        head, data_key, wrapped = cached
     if expect_version is not None and head.version != expect_version:
         if cached is not None:
             heads.drop(person_id)
@@ -533,16 +546,13 @@ def append_change(cursor: Cursor, keyring: Keyring, person_id: uuid.UUID, change
     recorded = from_micros(record.recorded_at)
     verified = None if record.verified_at is None else from_micros(record.verified_at)
     try:
-        written = cursor.execute(_GUARDED_APPEND, {
-            "person_id": person_id, "version": record.version, "cid": cid,
-            "prev": head.cid, "format": record.format, "op": record.op,
-            "recorded_at": recorded, "actor": record.actor,
-            "reason": record.reason, "email": record.email, "name": record.name,
-            "password": record.password, "verified_at": verified,
-            "head_version": head.version, "head_recorded_at": head.recorded_at,
-            "head_email": head.email, "head_name": head.name,
-            "head_password": head.password, "head_verified_at": head.verified_at,
-        }).rowcount
+        written = cursor.execute(_GUARDED_APPEND, (
+            record.version, cid, record.op, recorded, record.email, record.name,
+            record.password, verified,
+            person_id, head.version, head.cid, head.recorded_at, head.email, head.name,
+            head.password, head.verified_at, *wrapped,
+            head.cid, record.format, record.actor, record.reason,
+        )).rowcount
     except pg_errors.UniqueViolation:
         written = 0  # people is ahead of people_latest: the locked path reports it
     except psycopg.Error as exc:
@@ -553,7 +563,7 @@ def append_change(cursor: Cursor, keyring: Keyring, person_id: uuid.UUID, change
         attempted.pop()
         heads.drop(person_id)
         return None
-    heads.put(person_id, (_next_head(head, record, cid, recorded, verified), data_key))
+    heads.put(person_id, (_next_head(head, record, cid, recorded, verified), data_key, wrapped))
     return ref
 
 

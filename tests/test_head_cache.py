@@ -17,6 +17,7 @@ from fields import Keyring
 from ledger import (
     Database,
     DecryptionFailed,
+    KeyNotFound,
     Ledger,
     PersonErased,
     VersionConflict,
@@ -144,6 +145,39 @@ def test_a_head_read_without_the_cache_is_checked(database_url: str, keyring: Ke
     _assert_consistent(conn, pid)
 
 
+@pytest.mark.parametrize("damage", ["kek id", "wrapped key", "key gone"])
+def test_a_changed_data_key_is_not_used_from_the_cache(ledger: Ledger, conn: Conn,
+                                                       person: VersionRef, damage: str) -> None:
+    """The cache holds the data key unwrapped: it is used only while ``person_keys`` still
+    holds exactly the wrapped key it came from."""
+    pid = person.person_id
+    ledger.update_person(pid, name="cached")
+    saved = conn.execute("SELECT kek_id, wrapped_key FROM person_keys WHERE person_id = %s",
+                         (pid,)).fetchone()
+    assert saved is not None
+    if damage == "kek id":
+        conn.execute("UPDATE person_keys SET kek_id = 'kek-gone' WHERE person_id = %s", (pid,))
+    elif damage == "wrapped key":
+        conn.execute("UPDATE person_keys SET wrapped_key = set_byte(wrapped_key, 20,"
+                     " get_byte(wrapped_key, 20) # 1) WHERE person_id = %s", (pid,))
+    else:
+        conn.execute("DELETE FROM person_keys WHERE person_id = %s", (pid,))
+    before = _chain(conn, pid)
+    expected = {"kek id": KeyNotFound, "wrapped key": DecryptionFailed,
+                "key gone": PersonErased}[damage]
+    with pytest.raises(expected):
+        ledger.update_person(pid, name="with a key the database no longer has")
+    assert _chain(conn, pid) == before
+    if damage == "key gone":
+        conn.execute("INSERT INTO person_keys (person_id, key_version, kek_id, wrapped_key)"
+                     " VALUES (%s, 1, %s, %s)", (pid, *saved))
+    else:
+        conn.execute("UPDATE person_keys SET kek_id = %s, wrapped_key = %s"
+                     " WHERE person_id = %s", (*saved, pid))
+    assert ledger.update_person(pid, name="key restored").written
+    _assert_consistent(conn, pid)
+
+
 def test_email_change_and_many_writers(ledger: Ledger, other: Ledger, conn: Conn,
                                        person: VersionRef) -> None:
     pid = person.person_id
@@ -187,7 +221,7 @@ def test_cache_is_bounded_and_shows_no_content() -> None:
     cache = HeadCache(size=2)
     ids = [uuid.uuid4() for _ in range(3)]
     for pid in ids:
-        cache.put(pid, (object(), object()))  # type: ignore[arg-type]
+        cache.put(pid, (object(), object(), object()))  # type: ignore[arg-type]
     assert cache.get(ids[0]) is None
     assert cache.get(ids[2]) is not None
     assert repr(cache) == "HeadCache(size=2, held=2)"

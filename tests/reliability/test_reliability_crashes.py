@@ -580,10 +580,16 @@ def test_lost_connections_are_retried_where_safe(server_db: str, keyring: Keyrin
 class CutAfterCommit:
     """A TCP proxy in front of the server's Unix socket that, when armed, forwards a
     transaction's COMMIT and then drops the connection before the client hears the answer:
-    the write is stored, the caller does not know it. With ``after``, only a connection
-    that has sent those bytes (e.g. ``INSERT INTO people``) is cut."""
+    the write is stored, the caller does not know it. A write statement run outside a
+    transaction block (the one-statement append) commits as it completes, so its answer
+    is cut the same way. With ``after``, only a connection that has sent those bytes
+    (e.g. ``INSERT INTO people``) is cut."""
 
-    _COMMIT_DONE = b"C\x00\x00\x00\x0bCOMMIT\x00"  # CommandComplete "COMMIT"
+    _COMMIT_DONE = (
+        b"C\x00\x00\x00\x0bCOMMIT\x00",  # CommandComplete "COMMIT"
+        # CommandComplete "INSERT 0 1", then ReadyForQuery "idle": it committed on its own
+        b"C\x00\x00\x00\x0fINSERT 0 1\x00Z\x00\x00\x00\x05I",
+    )
 
     def __init__(self, unix_path: str) -> None:
         self.unix_path = unix_path
@@ -620,7 +626,7 @@ class CutAfterCommit:
                 if not answers and armed is not None and armed in data:
                     seen.set()
                 if answers and armed is not None and seen.is_set() \
-                        and self._COMMIT_DONE in data:
+                        and any(done in data for done in self._COMMIT_DONE):
                     with self.lock:
                         if self.armed is not None:
                             self.armed = None
