@@ -897,16 +897,21 @@ def _reject(summary: ImportSummary, errors: Iterable[RowError]) -> None:
 def _batches(records: Iterable[tuple[int, Any]], blind: _Digests, size: int,
              summary: ImportSummary) -> Iterator[list[_Row]]:
     batch: list[_Row] = []
-    for line, record in records:
-        summary.rows += 1
-        row = record if isinstance(record, RowError) else _validate(line, record, blind)
-        if isinstance(row, RowError):
-            _reject(summary, [row])
-            continue
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
+    rows = summary.rows
+    try:
+        for line, record in records:
+            rows += 1
+            row = record if isinstance(record, RowError) else _validate(line, record, blind)
+            if isinstance(row, RowError):
+                _reject(summary, [row])
+                continue
+            batch.append(row)
+            if len(batch) >= size:
+                summary.rows = rows  # counted per batch: a model's setattr is not free
+                yield batch
+                batch = []
+    finally:
+        summary.rows = rows
     if batch:
         yield batch
 
