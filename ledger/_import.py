@@ -1020,12 +1020,15 @@ class _Lane:
         self.database = Database(conninfo, pool_size=1)
         self.thread = ThreadPoolExecutor(max_workers=1,
                                          thread_name_prefix="peoplelog-import")
+        self.conn: Conn | None = None
+        """The connection of the batch being written, for ``cancel``."""
 
     def cancel(self) -> None:
         """Cancel the statement in flight (its batch's transaction rolls back)."""
-        with contextlib.suppress(PeoplelogError, psycopg.Error), \
-                self.database.connection() as conn:
-            conn.cancel_safe(timeout=5)
+        conn = self.conn
+        if conn is not None and not conn.closed:
+            with contextlib.suppress(psycopg.Error):
+                conn.cancel_safe(timeout=5)
 
     def close(self) -> None:
         self.thread.shutdown(wait=True)
@@ -1096,6 +1099,7 @@ class _Pipeline:
         importer, pending, stopped = self.importer, self.pending, self.stopped
 
         def write(conn: Conn) -> _Result | None:
+            flight.lane.conn = conn
             try:
                 if before is not None:
                     before.wait()
