@@ -349,9 +349,11 @@ class Database:
         pool = self._pool
         if pool is not None and self._lane_lock.acquire(blocking=False):
             try:
-                self._take_lane(pool)
-                cursor = self._lane_cursor
-                assert cursor is not None  # set with the lane
+                cursor = self._lane_cursor  # a lane lost since fails on use, and is replaced
+                if cursor is None:
+                    self._take_lane(pool)
+                    cursor = self._lane_cursor
+                    assert cursor is not None  # set with the lane
                 try:
                     return work(cursor)
                 except _RETRYABLE:

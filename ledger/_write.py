@@ -545,6 +545,7 @@ def append_change(cursor: Cursor, keyring: Keyring, person_id: uuid.UUID, change
     attempted.append(ref)
     recorded = from_micros(record.recorded_at)
     verified = None if record.verified_at is None else from_micros(record.verified_at)
+    new_head = _next_head(head, record, cid, recorded, verified)
     try:
         written = cursor.execute(_GUARDED_APPEND, (
             record.version, cid, record.op, recorded, record.email, record.name,
@@ -563,7 +564,7 @@ def append_change(cursor: Cursor, keyring: Keyring, person_id: uuid.UUID, change
         attempted.pop()
         heads.drop(person_id)
         return None
-    heads.put(person_id, (_next_head(head, record, cid, recorded, verified), data_key, wrapped))
+    heads.put(person_id, (new_head, data_key, wrapped))
     return ref
 
 
