@@ -313,10 +313,10 @@ class Database:
         """Run ``work`` on a cursor of an autocommit connection (binary results): each
         statement commits on its own, so ``work`` may write with one statement at most.
 
-        Deadlocks are retried (up to ``attempts`` tries in all). A connection lost at any
-        point leaves the outcome unknown: within ``_LOST_WINDOW`` seconds ``resume`` then
-        looks, on a new connection, for the earlier attempt's effect and returns its
-        result, or None to run ``work`` again.
+        Deadlocks and serialization failures are retried (up to ``attempts`` tries in all).
+        A connection lost at any point leaves the outcome unknown: within ``_LOST_WINDOW``
+        seconds ``resume`` then looks, on a new connection, for the earlier attempt's
+        effect and returns its result, or None to run ``work`` again.
         """
         delay = 0.002
         deadline: float | None = None
