@@ -590,6 +590,7 @@ external_ids (None without an external id), laid out for binary COPY."""
 _UUID_MASK = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID_V4 = (0x4000 << 64) | (0x8000 << 48)
 _FIELD_HEADER_1 = _FIELD_HEADER.pack(_CIPHER_VERSION, _AES_256_GCM, 1)
+_WRAP_HEADER = bytes((_CIPHER_VERSION, _AES_256_GCM))
 _RANDOM = 16 + 32 + 3 * _NONCE
 """Random bytes per new person: its id, its data key, three nonces."""
 _OP = Op.CREATED.value
@@ -700,7 +701,7 @@ class _Sealer:
             if phc is not None:
                 password = header + n3 + aead.encrypt(n3, pad(phc.encode()), ad + b"password")
                 n3 = os.urandom(_NONCE)
-            wrapped = b"\x01\x01" + n3 + kek.encrypt(n3, secret, wrap_ad + pid + wrap_version)
+            wrapped = _WRAP_HEADER + n3 + kek.encrypt(n3, secret, wrap_ad + pid + wrap_version)
             at = now()
             cid = cid_text(sha256(envelope((
                 f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", at, b64(email), b64(name),
