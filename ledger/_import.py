@@ -65,7 +65,7 @@ from fields._cipher import _VERSION as _CIPHER_VERSION
 from schema import FORMAT_VERSION, Conflict, DecryptionFailed, InvalidInput, Op, PeoplelogError
 
 from . import _write
-from ._cid import cid_from_digest, envelope_text
+from ._cid import CID_PREFIX, cid_from_digest, envelope_text
 from ._inputs import check_actor, check_name, check_reason
 from ._read import check_keyring
 from ._store import Database
@@ -605,6 +605,51 @@ _COPY_LOOKUP = ("COPY email_lookup (blind_index, person_id, key_id, norm)"
 _COPY_IDS = "COPY external_ids (id_hash, person_id, key_id) FROM STDIN (FORMAT BINARY)"
 
 
+_BASE32 = bytes.maketrans(bytes(range(32)), b"abcdefghijklmnopqrstuvwxyz234567")
+_SPREAD = ((160, 96), (80, 48), (40, 24), (20, 12), (10, 6), (5, 3))
+"""Halving steps (low part's width, shift of the high part) that spread 320 bits, in a
+512-bit slot, to 64 bytes of 5 bits each."""
+_CID_SLOT = bytes(24) + CID_PREFIX
+
+
+@functools.lru_cache(maxsize=4)
+def _spread_masks(count: int) -> list[tuple[int, int, int]]:
+    masks = []
+    for level, (width, shift) in enumerate(_SPREAD):
+        low = sum(((1 << width) - 1) << ((512 >> level) * j) for j in range(1 << level))
+        masks.append((int.from_bytes((low << width).to_bytes(64, "big") * count, "big"),
+                      int.from_bytes(low.to_bytes(64, "big") * count, "big"), shift))
+    return masks
+
+
+def _cids_at_once(digests: list[bytes]) -> list[bytes]:
+    """``cid_from_digest`` of many sha2-256 digests in a few big-integer operations: each
+    CID's 36 bytes, padded to 40, sit in a 64-byte slot of one integer, which is spread by
+    shifts and masks until every byte holds one base32 digit."""
+    if not digests:
+        return []
+    count = len(digests)
+    n = int.from_bytes(b"".join([_CID_SLOT + d + b"\x00\x00\x00\x00" for d in digests]), "big")
+    for high, low, shift in _spread_masks(count):
+        n = ((n & high) << shift) | (n & low)
+    text = n.to_bytes(64 * count, "big").translate(_BASE32)
+    return [b"b" + text[i:i + 58] for i in range(0, 64 * count, 64)]
+
+
+def _cids_one_by_one(digests: list[bytes]) -> list[bytes]:
+    return [cid_from_digest(d).encode() for d in digests]
+
+
+def _cid_encoder() -> Callable[[list[bytes]], list[bytes]]:
+    """``_cids_at_once`` if it agrees with ``cid_from_digest`` here, else the latter."""
+    samples = [hashlib.sha256(bytes([i])).digest() for i in range(3)]
+    samples.append(bytes(32))
+    samples.append(b"\xff" * 32)
+    if _cids_at_once(samples) == _cids_one_by_one(samples):
+        return _cids_at_once
+    return _cids_one_by_one
+
+
 _NewEnvelope = tuple[str, int, str, str, str | None, int | None]
 
 
@@ -661,6 +706,7 @@ class _Sealer:
         self._wrap_ad = _WRAP_AD + kek.id.encode("ascii") + b"\x00"
         self._wrap_version = struct.pack(">I", 1)
         self._envelope = _envelope_of_new(actor, reason)
+        self._cids = _cid_encoder()
         version0 = _int4_field(4, 0)
         self._keys = (b"\x00\x04" + _UUID, _int4_field(4, 1) + _text_field(kek.id))
         self._people = (b"\x00\x0d" + _UUID, version0 + _i32(59),
@@ -682,10 +728,10 @@ class _Sealer:
         lookup_a, lookup_b, lookup_c = self._lookup
         ids_a, ids_b, ids_c = self._ids
         envelope, header = self._envelope, _FIELD_HEADER_1
-        aesgcm, pad, b64, sha256, cid_text = AESGCM, _pad, _b64, hashlib.sha256, cid_from_digest
+        aesgcm, pad, b64, sha256 = AESGCM, _pad, _b64, hashlib.sha256
         field, moment, now = _bytes_field, _micros_field, now_micros
-        out: list[_Sealed] = []
-        append = out.append
+        digests: list[bytes] = []
+        parts: list[tuple[bytes, bytes, bytes, bytes, bytes, bytes | None]] = []
         for i, (row, phc) in enumerate(zip(rows, hashes, strict=True)):
             r = random[i * _RANDOM:(i + 1) * _RANDOM]
             n = (int.from_bytes(r[:16], "big") & _UUID_MASK) | _UUID_V4
@@ -703,20 +749,26 @@ class _Sealer:
                 n3 = os.urandom(_NONCE)
             wrapped = _WRAP_HEADER + n3 + kek.encrypt(n3, secret, wrap_ad + pid + wrap_version)
             at = now()
-            cid = cid_text(sha256(envelope((
+            digests.append(sha256(envelope((
                 f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", at, b64(email), b64(name),
                 None if password is None else b64(password), row.verified_at)).encode()
-            ).digest()).encode()
-            stamp = moment(at)
-            fields = b"".join((field(email), field(name), field(password),
-                               moment(row.verified_at)))
-            append((
+            ).digest())
+            parts.append((
+                pid, moment(at),
+                b"".join((field(email), field(name), field(password), moment(row.verified_at))),
                 b"".join((keys_a, pid, keys_b, field(wrapped))),
-                b"".join((people_a, pid, people_b, cid, people_c, stamp, people_d, fields)),
-                b"".join((latest_a, pid, latest_b, cid, latest_c, stamp, stamp, fields)),
                 b"".join((lookup_a, row.email_digest, lookup_b, pid, lookup_c)),
                 None if row.id_digest is None
                 else b"".join((ids_a, field(row.id_digest), ids_b, pid, ids_c)),
+            ))
+        out: list[_Sealed] = []
+        for cid, (pid, stamp, fields, keys, lookup, ids) in zip(
+                self._cids(digests), parts, strict=True):
+            out.append((
+                keys,
+                b"".join((people_a, pid, people_b, cid, people_c, stamp, people_d, fields)),
+                b"".join((latest_a, pid, latest_b, cid, latest_c, stamp, stamp, fields)),
+                lookup, ids,
             ))
         return out
 

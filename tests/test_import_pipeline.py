@@ -4,6 +4,7 @@ those of a batch-by-batch import, and what it writes decrypts and verifies."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -17,7 +18,8 @@ import pytest
 from fields import Keyring, normalise_email
 from ledger import Database, Ledger
 from ledger import _write as _write_module
-from ledger._import import LANES, ImportSummary, import_people, read_rows
+from ledger._cid import cid_from_digest
+from ledger._import import LANES, ImportSummary, _cids_at_once, import_people, read_rows
 from projections import check_projections, verify_ledger
 
 Conn = psycopg.Connection[Any]
@@ -121,3 +123,10 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting for the import to block"
         time.sleep(0.005)
+
+
+@pytest.mark.parametrize("count", [1, 2, 7, 1000])
+def test_cids_of_a_batch_at_once_are_the_cids_one_by_one(count: int) -> None:
+    digests = [os.urandom(32) for _ in range(count)]
+    digests[0] = b"\xff" * 32
+    assert _cids_at_once(digests) == [cid_from_digest(d).encode() for d in digests]
