@@ -1095,7 +1095,7 @@ class _Flight:
     rows: int
     planned: threading.Event = field(default_factory=threading.Event)
     plan: _Plan | None = None
-    sealed: dict[int, _Sealed] = field(default_factory=dict)
+    sealed: dict[int, _Sealed] = field(default_factory=dict, repr=False)
     future: Future[_Result | None] | None = None
 
 
