@@ -440,9 +440,11 @@ class _Seen:
             return {}
         with conn.cursor(binary=True) as cur:
             cur.adapters.register_dumper(_ByteaArray, _ByteaArrayDumper)
-            return {bytes(k): int(line) for k, line in cur.execute(
-                "SELECT key, line FROM import_seen WHERE run = %s AND key = ANY(%s)",
-                (self.run, _ByteaArray.of(keys)))}
+            with conn.transaction():
+                cur.execute(_PROBE_SETTINGS)
+                return {bytes(k): int(line) for k, line in cur.execute(
+                    "SELECT key, line FROM import_seen WHERE run = %s AND key = ANY(%s)",
+                    (self.run, _ByteaArray.of(keys)))}
 
     def add(self, conn: Conn, pairs: list[tuple[bytes, int]]) -> None:
         if pairs:
@@ -488,6 +490,12 @@ SELECT 1, id_hash, person_id, 0 FROM external_ids WHERE id_hash = ANY(%(ids)s)
 UNION ALL
 SELECT 2, key, NULL::uuid, line FROM import_seen WHERE run = %(run)s AND key = ANY(%(keys)s)
 """
+_PROBE_SETTINGS = ("SELECT set_config('enable_seqscan', 'off', true),"
+                   " set_config('jit', 'off', true),"
+                   " set_config('max_parallel_workers_per_gather', '0', true)")
+"""For the batch's key lookups: the tables grow during an import faster than their
+statistics, and the planner would scan a young table whole (in parallel, JIT-compiled)
+rather than probe its unique index once per key."""
 
 
 class _ByteaArray(bytes):
@@ -525,8 +533,9 @@ def _plan(conn: Conn, batch: list[_Row], update: bool, seen: _Seen,
     claims: dict[bytes, uuid.UUID] = {}
     ids: dict[bytes, uuid.UUID] = {}
     prior: dict[bytes, int] = {}
-    with conn.cursor(binary=True) as cur:
+    with conn.cursor(binary=True) as cur, conn.transaction():
         cur.adapters.register_dumper(_ByteaArray, _ByteaArrayDumper)
+        cur.execute(_PROBE_SETTINGS)
         cur.execute(_PLAN_QUERY, {
             "emails": _ByteaArray.of(emails), "ids": _ByteaArray.of(id_digests),
             "run": seen.run, "keys": _ByteaArray.of(emails + id_digests)})
