@@ -86,15 +86,11 @@ class DataKey:
         return header + nonce + self._aead.encrypt(nonce, _pad(plaintext), self._ad(header, field))
 
     def decrypt(self, field: str, blob: bytes) -> bytes:
-        failure = DecryptionFailed(
-            f"{field} of person {self.person_id} could not be decrypted "
-            "(damaged, truncated or moved ciphertext, or the wrong key)"
-        )
         if len(blob) < _FIELD_HEADER.size + _NONCE + _TAG:
-            raise failure
+            raise self._failure(field)
         version, algorithm, key_version = _FIELD_HEADER.unpack_from(blob)
         if version != _VERSION or algorithm != _AES_256_GCM or key_version != self.version:
-            raise failure
+            raise self._failure(field)
         header = blob[: _FIELD_HEADER.size]
         nonce = blob[_FIELD_HEADER.size : _FIELD_HEADER.size + _NONCE]
         try:
@@ -103,7 +99,14 @@ class DataKey:
             )
             return _unpad(padded)
         except (InvalidTag, ValueError):
-            raise failure from None
+            raise self._failure(field) from None
+
+    def _failure(self, field: str) -> DecryptionFailed:
+        """One opaque error for every bad ciphertext, naming only the field and person."""
+        return DecryptionFailed(
+            f"{field} of person {self.person_id} could not be decrypted "
+            "(damaged, truncated or moved ciphertext, or the wrong key)"
+        )
 
     @staticmethod
     def key_version_of(blob: bytes) -> int:

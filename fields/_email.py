@@ -112,6 +112,9 @@ def _redact(message: str, raw: str) -> str:
     return re.sub(r"'[^']{2,}'", "'<redacted>'", message)
 
 
+_EMAIL_PREFIX = b"peoplelog/email/%d\x00" % NORMALISATION_VERSION
+
+
 class BlindIndex:
     """HMAC-SHA256 of a normalised email under the blind-index key.
 
@@ -119,12 +122,14 @@ class BlindIndex:
     normalisation changes every digest rather than silently mixing two schemes.
     """
 
-    __slots__ = ("key",)
+    __slots__ = ("_keyed", "key")
 
     def __init__(self, key: Key) -> None:
         if key.purpose is not KeyPurpose.BLIND_INDEX:
             raise ValueError("a blind index needs a blind-index key")
         self.key = key
+        self._keyed = hmac.new(key.secret, digestmod="sha256")
+        """Keyed once; each digest copies it (the key's padding blocks are hashed once)."""
 
     def __repr__(self) -> str:
         return f"BlindIndex(key_id={self.key.id!r})"
@@ -136,5 +141,6 @@ class BlindIndex:
         return hmac.digest(self.key.secret, message, "sha256")
 
     def digest(self, email: NormalisedEmail) -> bytes:
-        message = b"peoplelog/email/%d\x00" % NORMALISATION_VERSION + email.lookup_key.encode()
-        return hmac.digest(self.key.secret, message, "sha256")
+        mac = self._keyed.copy()
+        mac.update(_EMAIL_PREFIX + email.lookup_key.encode())
+        return mac.digest()
