@@ -1,19 +1,22 @@
-"""Build the optional C scanners (projections/_native.c); everything else is in pyproject.toml.
+"""Build the optional C parts; everything else is in pyproject.toml.
 
-The extension is optional: where it cannot be built (no compiler, no OpenSSL headers) the
-install still succeeds and verification runs its pure-Python scanners.
+``ledger._native`` computes version CIDs, ``projections._native`` holds verification's
+scanners; both share ``csrc/canonical.h``. They are optional: where they cannot be built (no
+compiler, no OpenSSL headers) the install still succeeds and the pure-Python code runs.
 """
 
 from setuptools import Extension, setup
 
-setup(
-    ext_modules=[
-        Extension(
-            "projections._native",
-            sources=["projections/_native.c"],
-            libraries=["crypto"],
-            extra_compile_args=["-O2", "-Wall", "-Wno-unused-parameter"],
-            optional=True,
-        )
-    ]
-)
+def native(name: str) -> Extension:
+    return Extension(
+        f"{name}._native",
+        sources=[f"{name}/_native.c"],
+        depends=["csrc/canonical.h"],
+        include_dirs=["csrc"],
+        libraries=["crypto"],
+        extra_compile_args=["-O2", "-Wall", "-Wno-unused-parameter"],
+        optional=True,
+    )
+
+
+setup(ext_modules=[native("ledger"), native("projections")])

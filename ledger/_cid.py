@@ -11,8 +11,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import rfc8785
@@ -187,7 +189,32 @@ def record_of_envelope(document: Any) -> VersionRecord:
 
 
 def version_cid(record: VersionRecord) -> str:
+    """The CID of ``record``: in C when built (``ledger._native``), else in Python. Anything
+    the C code does not take as is (a wrong type, an inexact integer) goes the Python way,
+    which raises the precise error."""
+    if _native_cid is not None:
+        try:
+            return _native_cid(
+                record.person_id.bytes, record.version, record.prev, record.op,
+                record.recorded_at, record.actor, record.reason, record.email, record.name,
+                record.password, record.verified_at, record.format)
+        except (TypeError, ValueError, OverflowError, AttributeError):
+            pass
     return cid_of(envelope_bytes(record))
+
+
+def _load_native() -> Callable[..., str] | None:
+    if os.environ.get("PEOPLELOG_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from . import _native  # noqa: PLC0415 - an optional C extension
+    except ImportError:
+        return None
+    function: Callable[..., str] = _native.envelope_cid
+    return function
+
+
+_native_cid = _load_native()
 
 
 def canonical_json(document: Any) -> bytes:

@@ -109,6 +109,33 @@ class TestCanonicalBytes:
     def test_version_cid_is_the_cid_of_the_canonical_bytes(self, record: VersionRecord) -> None:
         assert ledger.version_cid(record) == reference_cid(rfc8785.dumps(ledger.envelope(record)))
 
+    def test_the_c_cid_is_built_and_used(self) -> None:
+        assert ledger._cid._native_cid is not None, "ledger._native was not built (setup.py)"
+
+    @property_settings
+    @given(records)
+    def test_the_c_and_python_cids_agree(self, record: VersionRecord) -> None:
+        assert ledger.version_cid(record) == ledger.cid_of(ledger.envelope_bytes(record))
+
+    @pytest.mark.parametrize("change", [{"version": 2**53}, {"recorded_at": -(2**53)},
+                                        {"verified_at": 2**70}, {"format": True},
+                                        {"version": 1.0}, {"op": b"created"},
+                                        {"email": bytearray(b"x")}])
+    def test_what_c_does_not_take_goes_the_python_way(self, change: dict[str, Any]) -> None:
+        fields = dict(person_id=uuid.UUID(int=1), version=0, prev=None, op="created",
+                      recorded_at=0, actor=None, reason=None, email=None, name=None,
+                      password=None, verified_at=None)
+        record = VersionRecord(**{**fields, **change})
+        try:
+            expected: object = ledger.cid_of(ledger.envelope_bytes(record))
+        except Exception as exc:  # the Python definition's own error, whatever it is
+            expected = type(exc)
+        try:
+            got: object = ledger.version_cid(record)
+        except Exception as exc:
+            got = type(exc)
+        assert got == expected
+
     def test_member_order_is_alphabetical(self) -> None:
         record = VersionRecord(person_id=uuid.UUID(int=1), version=0, prev=None, op="created",
                                recorded_at=0, actor=None, reason=None, email=None, name=None,
