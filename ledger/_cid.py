@@ -217,6 +217,11 @@ def _load_native() -> Callable[..., str] | None:
 _native_cid = _load_native()
 
 
+def native_envelope_cid() -> Callable[..., str] | None:
+    """The C ``envelope_cid`` (arguments as ``version_cid`` passes them), or None."""
+    return _native_cid
+
+
 def canonical_json(document: Any) -> bytes:
     """RFC 8785 canonical bytes of any JSON document."""
     try:

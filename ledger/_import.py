@@ -65,7 +65,7 @@ from fields._cipher import _VERSION as _CIPHER_VERSION
 from schema import FORMAT_VERSION, Conflict, DecryptionFailed, InvalidInput, Op, PeoplelogError
 
 from . import _write
-from ._cid import CID_PREFIX, cid_from_digest, envelope_text
+from ._cid import CID_PREFIX, cid_from_digest, envelope_text, native_envelope_cid
 from ._inputs import check_actor, check_name, check_reason
 from ._read import check_keyring
 from ._store import Database
@@ -716,6 +716,9 @@ class _Sealer:
         self._wrap_version = struct.pack(">I", 1)
         self._envelope = _envelope_of_new(actor, reason)
         self._cids = _cid_encoder()
+        self._actor, self._reason = actor, reason
+        self._native = native_envelope_cid()
+        """The C CID of ``ledger._native`` when built: the whole envelope in one call."""
         version0 = _int4_field(4, 0)
         self._keys = (b"\x00\x04" + _UUID, _int4_field(4, 1) + _text_field(kek.id))
         self._people = (b"\x00\x0d" + _UUID, version0 + _i32(59),
@@ -740,6 +743,8 @@ class _Sealer:
         aesgcm, pad, b64, sha256 = AESGCM, _pad, _b64, hashlib.sha256
         field, moment, now = _bytes_field, _micros_field, now_micros
         digests: list[bytes] = []
+        cids: list[bytes] = []
+        native, actor, reason = self._native, self._actor, self._reason
         parts: list[tuple[bytes, bytes, bytes, bytes, bytes, bytes | None]] = []
         for i, (row, phc) in enumerate(zip(rows, hashes, strict=True)):
             r = random[i * _RANDOM:(i + 1) * _RANDOM]
@@ -758,10 +763,14 @@ class _Sealer:
                 n3 = os.urandom(_NONCE)
             wrapped = _WRAP_HEADER + n3 + kek.encrypt(n3, secret, wrap_ad + pid + wrap_version)
             at = now()
-            digests.append(sha256(envelope((
-                f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", at, b64(email), b64(name),
-                None if password is None else b64(password), row.verified_at)).encode()
-            ).digest())
+            if native is not None:
+                cids.append(native(pid, 0, None, _OP, at, actor, reason, email, name,
+                                   password, row.verified_at, FORMAT_VERSION).encode())
+            else:
+                digests.append(sha256(envelope((
+                    f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", at, b64(email),
+                    b64(name), None if password is None else b64(password),
+                    row.verified_at)).encode()).digest())
             parts.append((
                 pid, moment(at),
                 b"".join((field(email), field(name), field(password), moment(row.verified_at))),
@@ -772,7 +781,7 @@ class _Sealer:
             ))
         out: list[_Sealed] = []
         for cid, (pid, stamp, fields, keys, lookup, ids) in zip(
-                self._cids(digests), parts, strict=True):
+                cids if native is not None else self._cids(digests), parts, strict=True):
             out.append((
                 keys,
                 b"".join((people_a, pid, people_b, cid, people_c, stamp, people_d, fields)),
