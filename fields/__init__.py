@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._cipher import FIELDS, DataKey
+from ._cipher import FIELDS, DataKey, NewPersonSealer
 from ._email import NORMALISATION_VERSION, BlindIndex, NormalisedEmail, normalise_email
 from ._keyring import KEYRING_FORMAT, REQUIRED_PURPOSES, Key, KeyPurpose, Keyring, keyring_path
 from ._password import MAX_PASSWORD, MIN_PASSWORD, PasswordHasher, check_password_policy
@@ -19,6 +19,7 @@ __all__ = [
     "Key",
     "KeyPurpose",
     "Keyring",
+    "NewPersonSealer",
     "NormalisedEmail",
     "PasswordHasher",
     "check_password_policy",

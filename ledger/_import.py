@@ -44,7 +44,6 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg import errors as pg_errors
 from psycopg import postgres, pq
 from psycopg.adapt import Dumper
@@ -55,13 +54,12 @@ from fields import (
     BlindIndex,
     KeyPurpose,
     Keyring,
+    NewPersonSealer,
     NormalisedEmail,
     PasswordHasher,
     check_password_policy,
     normalise_email,
 )
-from fields._cipher import _AES_256_GCM, _FIELD_AD, _FIELD_HEADER, _NONCE, _WRAP_AD, _pad
-from fields._cipher import _VERSION as _CIPHER_VERSION
 from schema import FORMAT_VERSION, Conflict, DecryptionFailed, InvalidInput, Op, PeoplelogError
 
 from . import _write
@@ -598,9 +596,7 @@ external_ids (None without an external id), laid out for binary COPY."""
 
 _UUID_MASK = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID_V4 = (0x4000 << 64) | (0x8000 << 48)
-_FIELD_HEADER_1 = _FIELD_HEADER.pack(_CIPHER_VERSION, _AES_256_GCM, 1)
-_WRAP_HEADER = bytes((_CIPHER_VERSION, _AES_256_GCM))
-_RANDOM = 16 + 32 + 3 * _NONCE
+_RANDOM = 16 + NewPersonSealer.RANDOM
 """Random bytes per new person: its id, its data key, three nonces."""
 _OP = Op.CREATED.value
 _COPY_KEYS = ("COPY person_keys (person_id, key_version, kek_id, wrapped_key)"
@@ -711,9 +707,7 @@ class _Sealer:
     def __init__(self, keyring: Keyring, blind_key_id: str, actor: str | None,
                  reason: str | None) -> None:
         kek = keyring.active(KeyPurpose.KEK)
-        self._kek = AESGCM(kek.secret)
-        self._wrap_ad = _WRAP_AD + kek.id.encode("ascii") + b"\x00"
-        self._wrap_version = struct.pack(">I", 1)
+        self._sealer = NewPersonSealer(kek)
         self._envelope = _envelope_of_new(actor, reason)
         self._cids = _cid_encoder()
         self._actor, self._reason = actor, reason
@@ -733,14 +727,13 @@ class _Sealer:
     def seal(self, rows: list[_Row], hashes: list[str | None]) -> list[_Sealed]:
         """Seal ``rows`` (``hashes``: each row's password PHC, or None)."""
         random = os.urandom(_RANDOM * len(rows))
-        kek, wrap_ad, wrap_version = self._kek, self._wrap_ad, self._wrap_version
+        seal = self._sealer.seal
         keys_a, keys_b = self._keys
         people_a, people_b, people_c, people_d = self._people
         latest_a, latest_b, latest_c = self._latest
         lookup_a, lookup_b, lookup_c = self._lookup
         ids_a, ids_b, ids_c = self._ids
-        envelope, header = self._envelope, _FIELD_HEADER_1
-        aesgcm, pad, b64, sha256 = AESGCM, _pad, _b64, hashlib.sha256
+        envelope, b64, sha256 = self._envelope, _b64, hashlib.sha256
         field, moment, now = _bytes_field, _micros_field, now_micros
         digests: list[bytes] = []
         cids: list[bytes] = []
@@ -751,17 +744,9 @@ class _Sealer:
             n = (int.from_bytes(r[:16], "big") & _UUID_MASK) | _UUID_V4
             pid = n.to_bytes(16, "big")
             h = f"{n:032x}"
-            secret, n1, n2, n3 = r[16:48], r[48:60], r[60:72], r[72:84]
-            aead = aesgcm(secret)
-            ad = _FIELD_AD + header + pid
-            email = header + n1 + aead.encrypt(n1, pad(row.email.display.encode()),
-                                               ad + b"email")
-            name = header + n2 + aead.encrypt(n2, pad(row.name.encode()), ad + b"name")
-            password = None
-            if phc is not None:
-                password = header + n3 + aead.encrypt(n3, pad(phc.encode()), ad + b"password")
-                n3 = os.urandom(_NONCE)
-            wrapped = _WRAP_HEADER + n3 + kek.encrypt(n3, secret, wrap_ad + pid + wrap_version)
+            email, name, password, wrapped = seal(
+                pid, r[16:], row.email.display.encode(), row.name.encode(),
+                None if phc is None else phc.encode())
             at = now()
             if native is not None:
                 cids.append(native(pid, 0, None, _OP, at, actor, reason, email, name,

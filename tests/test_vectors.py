@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 import ledger
-from fields import BlindIndex, DataKey, Key, KeyPurpose, normalise_email
+from fields import BlindIndex, DataKey, Key, KeyPurpose, NewPersonSealer, normalise_email
 from schema import DecryptionFailed, InvalidInput, VersionRecord
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
@@ -234,6 +234,28 @@ class TestFieldCipherVectors:
             assert vector["data_key_hex"] == wrapped["data_key_hex"]
             plaintext = key.decrypt(vector["field"], bytes.fromhex(vector["ciphertext_hex"]))
             assert plaintext == bytes.fromhex(vector["plaintext_hex"])
+
+    @pytest.mark.parametrize("password", [None, b"$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA"])
+    def test_the_bulk_sealer_writes_the_same_formats(self, password: bytes | None) -> None:
+        """What ``NewPersonSealer`` (bulk import) writes opens with ``DataKey`` and the
+        vectors' own KEK, field by field, and is bound to its person and field."""
+        wrapped = CIPHER["wrapped_key"]
+        person = uuid.uuid4()
+        sealer = NewPersonSealer(kek(wrapped))
+        email, name, secret, wrapped_key = sealer.seal(
+            person.bytes, bytes(range(NewPersonSealer.RANDOM)), b"ada@example.org", b"Ada",
+            password)
+        key = DataKey.unwrap(person, 1, wrapped_key, kek(wrapped))
+        assert key.decrypt("email", email) == b"ada@example.org"
+        assert key.decrypt("name", name) == b"Ada"
+        assert (secret is None) == (password is None)
+        if secret is not None:
+            assert key.decrypt("password", secret) == password
+        with pytest.raises(DecryptionFailed):
+            key.decrypt("name", email)
+        with pytest.raises(DecryptionFailed):
+            DataKey.unwrap(uuid.uuid4(), 1, wrapped_key, kek(wrapped))
+        assert "secret" not in repr(sealer) and wrapped["kek_hex"] not in repr(sealer)
 
     @pytest.mark.parametrize("vector", CIPHER["invalid_wrapped"],
                              ids=ids(CIPHER["invalid_wrapped"]))
