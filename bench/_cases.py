@@ -501,8 +501,9 @@ def bench_verify(b: Bench) -> str:
         samples["peoplelog audit_database"]), median(samples["raw COPY out + sha256"]), 0.4,
         True, "rows/s",
         note=f"audit_database(conninfo, workers={CPUS}) with a signed checkpoint over the"
-             " whole log (chains in worker processes, log in the parent); baseline: one"
-             " process, COPY people TO STDOUT (FORMAT BINARY) and sha256 of each row",
+             " whole log (chains in this process, the log in a forked child, C scanners);"
+             " baseline: one process, COPY people TO STDOUT (FORMAT BINARY) and sha256 of"
+             " each row",
         samples=samples))
     return url
 
