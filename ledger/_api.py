@@ -230,9 +230,12 @@ class Ledger:
         pid = check_person_id(person_id)
         clean_actor, clean_reason = check_actor(actor), check_reason(reason)
         self._heads.drop(pid)
-        return self.database.transaction(
-            lambda conn: _write.erase_person(conn, pid, clean_actor, clean_reason)
-        )
+        try:
+            return self.database.transaction(
+                lambda conn: _write.erase_person(conn, pid, clean_actor, clean_reason)
+            )
+        finally:  # a write of this Ledger that raced the erasure may have cached the key again
+            self._heads.drop(pid)
 
     # --- reads ----------------------------------------------------------------------------
 

@@ -156,9 +156,12 @@ def _unb64(value: Any) -> bytes | None:
     if not isinstance(value, str):
         raise InvalidInput("envelope byte fields must be base64url text or null")
     try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        raw = base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True)
     except ValueError:
         raise InvalidInput("envelope byte fields must be base64url text") from None
+    if _b64(raw) != value:
+        raise InvalidInput("envelope byte fields must be canonical unpadded base64url")
+    return raw
 
 
 def _member(document: dict[str, Any], name: str, kind: type, *, optional: bool) -> Any:

@@ -617,6 +617,10 @@ _SPREAD = ((160, 96), (80, 48), (40, 24), (20, 12), (10, 6), (5, 3))
 _CID_SLOT = bytes(24) + CID_PREFIX
 
 
+_CID_CHUNK = 1024
+"""CIDs encoded per big integer: bounds the cached masks (12 integers of 64 bytes a CID)."""
+
+
 @functools.lru_cache(maxsize=4)
 def _spread_masks(count: int) -> list[tuple[int, int, int]]:
     masks = []
@@ -631,6 +635,9 @@ def _cids_at_once(digests: list[bytes]) -> list[bytes]:
     """``cid_from_digest`` of many sha2-256 digests in a few big-integer operations: each
     CID's 36 bytes, padded to 40, sit in a 64-byte slot of one integer, which is spread by
     shifts and masks until every byte holds one base32 digit."""
+    if len(digests) > _CID_CHUNK:
+        return [cid for start in range(0, len(digests), _CID_CHUNK)
+                for cid in _cids_at_once(digests[start:start + _CID_CHUNK])]
     if not digests:
         return []
     count = len(digests)
@@ -1097,7 +1104,7 @@ class _Flight:
     batch: list[_Row]
     rows: int
     planned: threading.Event = field(default_factory=threading.Event)
-    plan: _Plan | None = None
+    plan: _Plan | None = field(default=None, repr=False)
     sealed: dict[int, _Sealed] = field(default_factory=dict, repr=False)
     future: Future[_Result | None] | None = None
 

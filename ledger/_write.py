@@ -4,6 +4,7 @@ and updates the projections (``people_latest``, ``email_lookup``) with it."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -145,11 +146,13 @@ class HeadCache:
     Only a hint: ``append_change`` writes only if ``people_latest`` still holds the cached
     head and ``person_keys`` still holds that wrapped key, so a key the database no longer
     has (an erased person's, a damaged or re-wrapped one) is never used again; a miss
-    drops the entry, and ``Ledger.erase_person`` drops it at once."""
+    drops the entry, ``Ledger.erase_person`` drops it at once, and every entry is forgotten
+    ``ttl`` seconds after its write, at the cache's next use."""
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 4096, ttl: float = 30.0) -> None:
         self._size = size
-        self._entries: OrderedDict[uuid.UUID, Cached] = OrderedDict()
+        self._ttl = ttl
+        self._entries: OrderedDict[uuid.UUID, tuple[float, Cached]] = OrderedDict()
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -157,11 +160,15 @@ class HeadCache:
 
     def get(self, person_id: uuid.UUID) -> Cached | None:
         with self._lock:
-            return self._entries.get(person_id)
+            self._expire(time.monotonic())
+            held = self._entries.get(person_id)
+            return None if held is None else held[1]
 
     def put(self, person_id: uuid.UUID, entry: Cached) -> None:
+        now = time.monotonic()
         with self._lock:
-            self._entries[person_id] = entry
+            self._expire(now)
+            self._entries[person_id] = (now + self._ttl, entry)
             self._entries.move_to_end(person_id)
             if len(self._entries) > self._size:
                 self._entries.popitem(last=False)
@@ -169,6 +176,15 @@ class HeadCache:
     def drop(self, person_id: uuid.UUID) -> None:
         with self._lock:
             self._entries.pop(person_id, None)
+
+    def _expire(self, now: float) -> None:
+        """Forget entries older than the time limit (oldest first: all share one limit), so
+        an unwrapped key is not held for long after its last write."""
+        while self._entries:
+            expires, _ = next(iter(self._entries.values()))
+            if expires > now:
+                return
+            self._entries.popitem(last=False)
 
 
 def _head_with_key(conn: Conn | Cursor, person_id: uuid.UUID, *, lock: bool

@@ -11,6 +11,7 @@ import base64
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -237,7 +238,8 @@ class _Tree:
     range_roots: list[bytes] | None = None
     matched: int = 0
     """Entries whose version is in people (each at most once: log_entries is unique on
-    person and version), so ``count(people) - matched`` versions await a log position."""
+    person and version), so ``count(people) - matched`` versions await a log position. The
+    count is taken after the scan: versions sequenced while verify runs count as pending."""
 
 
 def _scan_log(conn: Conn, stops: list[int], ranges: list[tuple[int, int]], *,
@@ -265,7 +267,8 @@ def _scan_log(conn: Conn, stops: list[int], ranges: list[tuple[int, int]], *,
                                                    version=int(version), cid=str(cid),
                                                    stored_cid=stored_cid)
                         if not valid:
-                            cid_leaf(str(cid))  # raises InvalidInput, as the Python scan does
+                            yield _not_a_cid(position, uuid.UUID(str(pid)), int(version),
+                                             str(cid))
                     else:
                         _, size, root, frontier = event
                         yield from at_size(int(size), bytes(root), bytes(frontier))
@@ -296,7 +299,11 @@ def _python_scan_log(conn: Conn, stops: list[int], ranges: list[tuple[int, int]]
                                        version=version, cid=cid, stored_cid=stored_cid)
             expected = position + 1
             tree.matched += stored_cid is not None
-            digest = leaf_hash(cid_leaf(cid))
+            try:
+                digest = leaf_hash(cid_leaf(cid))
+            except InvalidInput:
+                yield _not_a_cid(position, person_id, version, cid)
+                digest = leaf_hash(cid.encode())
             hasher.feed(frontier.size, digest)
             frontier.append(digest)
             if progress is not None and frontier.size % _PROGRESS_EVERY == 0:
@@ -353,6 +360,14 @@ def _entry_findings(position: int, expected: int, *, person_id: uuid.UUID, versi
         yield Finding(kind="log_cid_mismatch", person_id=person_id, version=version,
                       detail=f"the version's CID differs from the one logged at position "
                              f"{position}", stored=stored_cid, computed=cid)
+
+
+def _not_a_cid(position: int, person_id: uuid.UUID, version: int, cid: str) -> Finding:
+    """A log entry whose CID is not one: its text stands in as the leaf, and the scan goes
+    on (the roots then differ from the checkpoints')."""
+    return Finding(kind="bad_log_entry", person_id=person_id, version=version,
+                   detail=f"log position {position} does not hold a peoplelog CID",
+                   stored=cid[:100])
 
 
 def _size_findings(size: int, latest_size: int, held: Checkpoint | None) -> Iterator[Finding]:
@@ -426,7 +441,11 @@ class InclusionProof(BaseModel):
         except InvalidInput as exc:
             return [f"envelope: {exc}"]
         problems = []
-        if version_cid(record) != self.cid:
+        try:
+            computed = version_cid(record)
+        except InvalidInput as exc:
+            return [f"envelope: {exc}"]
+        if computed != self.cid:
             problems.append("the envelope does not hash to the proof's CID")
         if record.person_id != self.person_id or record.version != self.version:
             problems.append("the envelope names another person or version")
@@ -470,18 +489,27 @@ def prove_inclusion(conn: Conn, person_id: uuid.UUID, version: int) -> Inclusion
 
 def _stored_envelope(conn: Conn, person_id: uuid.UUID, version: int) -> dict[str, Any]:
     row = conn.execute(
-        """SELECT prev, format, op, (extract(epoch FROM recorded_at) * 1000000)::bigint,
+        """SELECT prev, format, op, extract(epoch FROM recorded_at) * 1000000,
                   actor, reason, email, name, password,
-                  (extract(epoch FROM verified_at) * 1000000)::bigint
+                  extract(epoch FROM verified_at) * 1000000
            FROM people WHERE person_id = %s AND version = %s""",
         (person_id, version)).fetchone()
     if row is None:
         raise VersionNotFound(f"person {person_id} has no version {version}")
-    prev, fmt, op, recorded_at, actor, reason, email, name, password, verified_at = row
+    prev, fmt, op, recorded, actor, reason, email, name, password, verified = row
+    if not _exact_micros(recorded) or (verified is not None and not _exact_micros(verified)):
+        raise ChainBroken(f"version {version} of person {person_id} has a timestamp with no "
+                          "canonical form: the version is damaged (run `peoplelog verify`)")
+    recorded_at = int(recorded)
+    verified_at = None if verified is None else int(verified)
     return envelope(VersionRecord(
         person_id=person_id, version=version, prev=prev, op=op, recorded_at=recorded_at,
         actor=actor, reason=reason, email=_bytes_or_none(email), name=_bytes_or_none(name),
         password=_bytes_or_none(password), verified_at=verified_at, format=fmt))
+
+
+def _exact_micros(value: Any) -> bool:
+    return isinstance(value, Decimal) and value.is_finite() and -(2**63) <= value < 2**63
 
 
 def _bytes_or_none(value: Any) -> bytes | None:

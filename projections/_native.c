@@ -302,6 +302,10 @@ static int ChainScanner_init(ChainScanner *self, PyObject *args, PyObject *kwds)
     static char *kwlist[] = {"format_version", "ops", "genesis_op", "erased_op", NULL};
     int format_version;
     PyObject *ops, *genesis, *erased;
+    if (self->ops != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "a ChainScanner is initialised once");
+        return -1;
+    }
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "iO!SS", kwlist, &format_version,
                                      &PyTuple_Type, &ops, &genesis, &erased))
         return -1;
@@ -462,9 +466,17 @@ static int log_row(void *self_, Field *f) {
         Py_DECREF(event);
         if (rc < 0) return -1;
     }
-    self->expected = position + 1;
+    self->expected = (int64_t)((uint64_t)position + 1); /* wraps only at 2**63 - 1 */
     unsigned char leaf[32];
-    SHA256(leaf_in, sizeof leaf_in, leaf);
+    if (valid) {
+        SHA256(leaf_in, sizeof leaf_in, leaf);
+    } else { /* not a CID: the leaf of its text, as the Python scan does */
+        SHA256_CTX ctx;
+        SHA256_Init(&ctx);
+        SHA256_Update(&ctx, leaf_in, 1);
+        SHA256_Update(&ctx, f[L_CID].ptr, (size_t)f[L_CID].len);
+        SHA256_Final(leaf, &ctx);
+    }
     uint64_t index = self->tree.size;
     frontier_append(&self->tree, leaf);
     while (self->range_cursor < self->nranges) {
@@ -506,6 +518,10 @@ static int cmp_range(const void *a, const void *b) {
 static int LogScanner_init(LogScanner *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"stops", "ranges", NULL};
     PyObject *stops_arg, *ranges_arg;
+    if (self->stream.nfields != 0 || self->stops != NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "a LogScanner is initialised once");
+        return -1;
+    }
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO", kwlist, &stops_arg, &ranges_arg))
         return -1;
     PyObject *stops = PySequence_Fast(stops_arg, "stops must be a sequence of sizes");
@@ -516,8 +532,6 @@ static int LogScanner_init(LogScanner *self, PyObject *args, PyObject *kwds) {
         return -1;
     }
     Py_ssize_t ns = PySequence_Fast_GET_SIZE(stops), nr = PySequence_Fast_GET_SIZE(ranges);
-    PyMem_Free(self->stops);
-    PyMem_Free(self->ranges);
     self->stops = PyMem_Calloc((size_t)ns + 1, sizeof(uint64_t));
     self->ranges = PyMem_Calloc((size_t)nr + 1, sizeof(Range));
     int rc = -1;

@@ -57,8 +57,15 @@ _CANONICAL = (
     "::bigint::text, 'null')"
     " || ',\"version\":' || version || '}'"
 )
+_IN_RANGE = ("(extract(epoch FROM {0}) * 1000000 BETWEEN -9223372036854775808"
+             " AND 9223372036854775807)")
+_CANONICAL_OR_NULL = (
+    "CASE WHEN " + _IN_RANGE.format("recorded_at") + " AND (verified_at IS NULL OR "
+    + _IN_RANGE.format("verified_at") + ") THEN " + _CANONICAL + " END")
+"""NULL for a timestamp with no canonical form (infinity, or beyond 64-bit microseconds),
+as the C scanner treats it: such a row is a cid_mismatch, never an error that stops verify."""
 _SELECT = "SELECT people.person_id::text AS pid, version, cid, prev, format, op, {} FROM people"
-_COLUMNS = sql.SQL(_SELECT.format(_CANONICAL))
+_COLUMNS = sql.SQL(_SELECT.format(_CANONICAL_OR_NULL))
 """The canonical envelope text is built by PostgreSQL (the recipe of docs/FORMAT.md,
 functions schema-qualified) while this process hashes the previous rows: the two overlap
 on two cores. Hashing and comparing stay here."""
@@ -159,8 +166,11 @@ def _python_findings(conn: Conn, person_id: uuid.UUID | None, tally: Tally,
             if pid != current:
                 current, expected, last_cid, erased = pid, 0, None, False
                 tally.persons += 1
-            digest = sha256(canonical.encode()).digest()
-            computed = cid if _digest_of(cid) == digest else cid_from_digest(digest)
+            if canonical is None:
+                computed = None
+            else:
+                digest = sha256(canonical.encode()).digest()
+                computed = cid if _digest_of(cid) == digest else cid_from_digest(digest)
             if (computed != cid or fmt != FORMAT_VERSION or op not in _OPS or erased
                     or version != expected or prev != last_cid
                     or (version == 0 and op != Op.CREATED)):
@@ -183,8 +193,9 @@ def _row_findings(row: RowState) -> Iterator[Finding]:
     pid, version, cid, prev, fmt, op, computed, expected, last_cid, erased = row
     if computed != cid:
         yield Finding(kind="cid_mismatch", person_id=uuid.UUID(pid), version=version,
-                      detail="stored CID does not match the version's content",
-                      stored=cid, computed=computed)
+                      detail="stored CID does not match the version's content" if computed
+                      else "a timestamp of the version has no canonical form (infinite or "
+                      "out of range)", stored=cid, computed=computed)
     if fmt != FORMAT_VERSION or op not in _OPS:
         yield _odd_row(pid, version, fmt, op)
     if version < expected:

@@ -5,6 +5,7 @@ decides, as it would have without the cache."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -225,3 +226,16 @@ def test_cache_is_bounded_and_shows_no_content() -> None:
     assert cache.get(ids[0]) is None
     assert cache.get(ids[2]) is not None
     assert repr(cache) == "HeadCache(size=2, held=2)"
+
+
+def test_entries_are_forgotten_after_their_time_limit() -> None:
+    """An unwrapped data key is not held for long after its last write."""
+    cache = HeadCache(size=10, ttl=0.05)
+    old, new = uuid.uuid4(), uuid.uuid4()
+    cache.put(old, (object(), object(), object()))  # type: ignore[arg-type]
+    time.sleep(0.1)
+    cache.put(new, (object(), object(), object()))  # type: ignore[arg-type]
+    assert repr(cache) == "HeadCache(size=10, held=1)"
+    assert cache.get(old) is None and cache.get(new) is not None
+    time.sleep(0.1)
+    assert cache.get(new) is None

@@ -225,3 +225,14 @@ def test_log_entries_that_need_a_finding_are_handed_back() -> None:
 def test_ranges_must_not_overlap() -> None:
     with pytest.raises(ValueError, match="overlap"):
         LogScanner([], [(0, 4), (2, 6)])
+
+
+def test_a_scanner_is_initialised_once() -> None:
+    log = LogScanner([1, 2, 3], [])
+    with pytest.raises(RuntimeError, match="once"):
+        log.__init__([1], [(5, 1)])  # type: ignore[misc]
+    chain = scanner()
+    with pytest.raises(RuntimeError, match="once"):
+        chain.__init__(1, (), b"created", b"erased")  # type: ignore[misc]
+    with pytest.raises(RuntimeError, match="not initialised"):
+        LogScanner.__new__(LogScanner).feed(b"")
