@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from ledger import (
     ChainBroken,
+    DatabaseError,
     InvalidInput,
     NotFound,
     PersonNotFound,
@@ -48,7 +49,7 @@ from ._merkle import (
     verify_inclusion,
 )
 from ._speedups import native_log_scanner
-from ._verify import Finding
+from ._verify import Finding, feed
 
 __all__ = [
     "CheckpointResult",
@@ -256,7 +257,7 @@ def _scan_log(conn: Conn, stops: list[int], ranges: list[tuple[int, int]], *,
     missing = 0
     with conn.cursor() as cur, cur.copy(_LOG_QUERY) as copy:
         while data := copy.read():
-            events = scanner.feed(data)
+            events = feed(scanner, data, "the log")
             if events is not None:
                 for event in events:
                     if event[0] == "entry":
@@ -276,7 +277,7 @@ def _scan_log(conn: Conn, stops: list[int], ranges: list[tuple[int, int]], *,
                 mark += _PROGRESS_EVERY
                 progress(scanner.rows)
     if not scanner.finished:
-        raise RuntimeError("the COPY stream of the log ended early")
+        raise DatabaseError("the COPY stream of the log ended before its end marker")
     tree.size, tree.root = scanner.size, scanner.root()
     tree.matched = scanner.size - missing
     try:

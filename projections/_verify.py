@@ -12,14 +12,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from hashlib import sha256
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict
+from typing_extensions import Buffer
 
 from ledger import (
     FORMAT_VERSION,
+    DatabaseError,
     InvalidInput,
     Op,
     PersonNotFound,
@@ -28,6 +30,9 @@ from ledger import (
 )
 
 from ._speedups import native_chain_scanner
+
+if TYPE_CHECKING:
+    from ._native import ChainScanner, LogScanner
 
 __all__ = [
     "Finding",
@@ -136,7 +141,7 @@ def iter_findings(conn: Conn, person_id: uuid.UUID | None = None, *,
         mark = _PROGRESS_EVERY
         with conn.cursor() as cur, cur.copy(_raw_query(person_id)) as copy:
             while data := copy.read():
-                events = scanner.feed(data)
+                events = feed(scanner, data, "people")
                 if events is not None:
                     for event in events:
                         yield from _row_findings(event)
@@ -144,10 +149,18 @@ def iter_findings(conn: Conn, person_id: uuid.UUID | None = None, *,
                     mark += _PROGRESS_EVERY
                     progress(scanner.rows)
         if not scanner.finished:
-            raise RuntimeError("the COPY stream of people ended early")
+            raise DatabaseError("the COPY stream of people ended before its end marker")
         tally.rows, tally.persons = scanner.rows, scanner.persons
     if person_id is not None and tally.rows == 0:
         raise PersonNotFound(f"person {person_id} not found")
+
+
+def feed(scanner: ChainScanner | LogScanner, data: Buffer, what: str) -> list[Any] | None:
+    """One chunk into a C scanner; a malformed stream is a ``DatabaseError``."""
+    try:
+        return scanner.feed(data)
+    except (ValueError, OverflowError) as exc:
+        raise DatabaseError(f"the COPY stream of {what} is malformed: {exc}") from None
 
 
 def _python_findings(conn: Conn, person_id: uuid.UUID | None, tally: Tally,

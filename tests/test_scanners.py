@@ -21,11 +21,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ledger import cid_bytes, cid_of, envelope_text
+from ledger import DatabaseError, cid_bytes, cid_of, envelope_text
 from projections._merkle import Frontier, RangeHasher, consistency_ranges, leaf_hash
 from projections._native import ChainScanner, LogScanner
 from projections._speedups import native_chain_scanner, native_log_scanner
-from projections._verify import _raw_query
+from projections._verify import _raw_query, feed
 
 Conn = psycopg.Connection[Any]
 FORGED = "bafkrei" + "a" * 52
@@ -236,3 +236,8 @@ def test_a_scanner_is_initialised_once() -> None:
         chain.__init__(1, (), b"created", b"erased")  # type: ignore[misc]
     with pytest.raises(RuntimeError, match="not initialised"):
         LogScanner.__new__(LogScanner).feed(b"")
+
+
+def test_a_malformed_stream_is_a_database_error_for_callers() -> None:
+    with pytest.raises(DatabaseError, match="COPY stream of people is malformed"):
+        feed(scanner(), b"not a copy stream....", "people")
