@@ -127,6 +127,32 @@ static int get_chunk(PyObject *arg, Py_buffer *view) {
     return PyObject_GetBuffer(arg, view, PyBUF_SIMPLE);
 }
 
+/* Feed one chunk of `arg` to `s`; the row callback appends to `*slot`. Returns None, or the
+   events the chunk produced. */
+static PyObject *feed_events(CopyStream *s, PyObject **slot, RowFn on_row, void *self,
+                             PyObject *arg) {
+    Py_buffer view;
+    if (get_chunk(arg, &view) < 0) return NULL;
+    *slot = PyList_New(0);
+    if (*slot == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    int rc = stream_feed(s, view.buf, view.len, on_row, self);
+    PyBuffer_Release(&view);
+    PyObject *events = *slot;
+    *slot = NULL;
+    if (rc < 0) {
+        Py_DECREF(events);
+        return NULL;
+    }
+    if (PyList_GET_SIZE(events) == 0) {
+        Py_DECREF(events);
+        Py_RETURN_NONE;
+    }
+    return events;
+}
+
 /* Unix microseconds of a binary timestamptz; 0 for +/-infinity (no canonical form). */
 static int micros(const Field *f, int64_t *out) {
     int64_t v = be64s(f->ptr);
@@ -343,26 +369,7 @@ static PyObject *ChainScanner_feed(ChainScanner *self, PyObject *arg) {
         PyErr_SetString(PyExc_RuntimeError, "ChainScanner is not initialised");
         return NULL;
     }
-    Py_buffer view;
-    if (get_chunk(arg, &view) < 0) return NULL;
-    self->events = PyList_New(0);
-    if (self->events == NULL) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
-    int rc = stream_feed(&self->stream, view.buf, view.len, chain_row, self);
-    PyBuffer_Release(&view);
-    PyObject *events = self->events;
-    self->events = NULL;
-    if (rc < 0) {
-        Py_DECREF(events);
-        return NULL;
-    }
-    if (PyList_GET_SIZE(events) == 0) {
-        Py_DECREF(events);
-        Py_RETURN_NONE;
-    }
-    return events;
+    return feed_events(&self->stream, &self->events, chain_row, self, arg);
 }
 
 static PyObject *ChainScanner_get_rows(ChainScanner *self, void *closure) {
@@ -589,26 +596,7 @@ static PyObject *LogScanner_feed(LogScanner *self, PyObject *arg) {
         PyErr_SetString(PyExc_RuntimeError, "LogScanner is not initialised");
         return NULL;
     }
-    Py_buffer view;
-    if (get_chunk(arg, &view) < 0) return NULL;
-    self->events = PyList_New(0);
-    if (self->events == NULL) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
-    int rc = stream_feed(&self->stream, view.buf, view.len, log_row, self);
-    PyBuffer_Release(&view);
-    PyObject *events = self->events;
-    self->events = NULL;
-    if (rc < 0) {
-        Py_DECREF(events);
-        return NULL;
-    }
-    if (PyList_GET_SIZE(events) == 0) {
-        Py_DECREF(events);
-        Py_RETURN_NONE;
-    }
-    return events;
+    return feed_events(&self->stream, &self->events, log_row, self, arg);
 }
 
 static PyObject *LogScanner_root(LogScanner *self, PyObject *unused) {
