@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test stress reliability lint venv clean bench
 
-$(STAMP): pyproject.toml setup.py csrc/canonical.h ledger/_native.c projections/_native.c
+$(STAMP): pyproject.toml setup.py csrc/canonical.h fields/_native.c ledger/_native.c projections/_native.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -1,7 +1,8 @@
 """Build the optional C parts; everything else is in pyproject.toml.
 
-``ledger._native`` computes version CIDs, ``projections._native`` holds verification's
-scanners; both share ``csrc/canonical.h``. They are optional: where they cannot be built (no
+``fields._native`` seals new persons (bulk import), ``ledger._native`` computes version CIDs
+and lays out imported rows, ``projections._native`` holds verification's scanners; the last
+two share ``csrc/canonical.h``. They are optional: where they cannot be built (no
 compiler, no OpenSSL headers) the install still succeeds and the pure-Python code runs.
 """
 
@@ -19,4 +20,4 @@ def native(name: str) -> Extension:
     )
 
 
-setup(ext_modules=[native("ledger"), native("projections")])
+setup(ext_modules=[native("fields"), native("ledger"), native("projections")])

@@ -71,6 +71,7 @@ class Sizes:
     append_persons: int
     import_rows: int
     batch: int
+    peer_batch: int
     verify_rows: int
     versions_per_person: int
     lookups: int
@@ -90,7 +91,8 @@ class Sizes:
             appends=scaled(2_000, 200),
             append_persons=100,
             import_rows=scaled(20_000, 2_000),
-            batch=1_000,
+            batch=int(os.environ.get("BENCH_BATCH") or 1000),
+            peer_batch=1_000,
             verify_rows=scaled(200_000, 20_000),
             versions_per_person=5,
             lookups=scaled(2_000, 500),
@@ -258,14 +260,14 @@ def bench_import(b: Bench) -> None:
         return speed
 
     def peer_batches() -> float:
-        return n / b.peer.create_batches(rows, batch)
+        return n / b.peer.create_batches(rows, b.sizes.peer_batch)
 
     warm = write_jsonl(b.workdir / "warm.jsonl", rows[:1000])
     project(warm, 1000)
     copy_plain()
     copy_people()
     copy_every()
-    b.peer.create_batches(rows[:1000], batch)
+    b.peer.create_batches(rows[:1000], b.sizes.peer_batch)
     samples = interleave(b.sizes.reps, {
         "raw COPY email,name": copy_plain, "raw COPY people-shaped": copy_people,
         "raw COPY every table": copy_every, "peoplelog import": project,
@@ -291,10 +293,11 @@ def bench_import(b: Bench) -> None:
                  note="informative: baseline is a binary COPY of the plaintext (email, name)"
                       " tuples into a 2-column table without indexes; not the rows an import"
                       " writes (encrypted, people-shaped, plus projections)"))
-    b.add(Result(f"bulk import vs eventsourcing batched append ({batch} per txn)", value,
+    peer_batch = b.sizes.peer_batch
+    b.add(Result(f"bulk import vs eventsourcing batched append ({peer_batch} per txn)", value,
                  median(samples["eventsourcing batched"]), 1.0, True, "rows/s",
-                 note=f"eventsourcing: {batch} Person aggregates registered per Application.save"
-                      " (one transaction), AES-GCM cipher on"))
+                 note=f"eventsourcing: {peer_batch} Person aggregates registered per"
+                      " Application.save (one transaction), AES-GCM cipher on"))
 
 
 # --- single-version append --------------------------------------------------------------------

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import struct
 import uuid
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -153,28 +154,43 @@ class NewPersonSealer:
 
     The same formats as ``DataKey.generate``, ``encrypt`` and ``wrap``, with the per-call
     work hoisted: the KEK cipher is made once and randomness is given by the caller (drawn
-    once per batch). Its repr never shows a key.
+    once per batch). ``seal`` runs in C (``fields._native``, OpenSSL) when that is built and
+    ``PEOPLELOG_PURE_PYTHON`` is unset, else in Python; both give the same bytes. Its repr
+    never shows a key.
     """
 
-    RANDOM = 32 + 3 * _NONCE
-    """Bytes of randomness ``seal`` takes per person: the data key and three nonces."""
+    RANDOM = 32 + 4 * _NONCE
+    """Bytes of randomness ``seal`` takes per person: the data key and four nonces (email,
+    name, password, wrapping)."""
 
-    __slots__ = ("_kek", "_wrap_ad", "kek_id")
+    __slots__ = ("_kek", "_native", "_wrap_ad", "kek_id")
 
-    def __init__(self, kek: Key) -> None:
+    def __init__(self, kek: Key, *, native: bool = True) -> None:
         if kek.purpose is not KeyPurpose.KEK:
             raise ValueError("sealing needs a kek")
         self.kek_id = kek.id
         self._kek = AESGCM(kek.secret)
         self._wrap_ad = _WRAP_AD + kek.id.encode("ascii") + b"\x00"
+        module = _native_module() if native else None
+        self._native = None if module is None else module.Sealer(kek.secret,
+                                                                  kek.id.encode("ascii"))
 
     def __repr__(self) -> str:
         return f"NewPersonSealer(kek_id={self.kek_id!r})"
+
+    @property
+    def native(self) -> bool:
+        """True when ``seal`` runs in C."""
+        return self._native is not None
 
     def seal(self, person_id: bytes, random: bytes, email: bytes, name: bytes,
              password: bytes | None) -> tuple[bytes, bytes, bytes | None, bytes]:
         """``(email, name, password, wrapped key)`` of a person (16 raw id bytes) whose data
         key and nonces are ``random`` (``RANDOM`` bytes)."""
+        if self._native is not None:
+            sealed: tuple[bytes, bytes, bytes | None, bytes] = self._native.seal(
+                person_id, random, email, name, password)
+            return sealed
         secret, n1, n2, n3 = random[:32], random[32:44], random[44:56], random[56:68]
         aead = AESGCM(secret)
         ad = _FIELD_AD + _HEADER_1 + person_id
@@ -183,10 +199,21 @@ class NewPersonSealer:
         password_ct = None
         if password is not None:
             password_ct = _HEADER_1 + n3 + aead.encrypt(n3, _pad(password), ad + b"password")
-            n3 = os.urandom(_NONCE)
-        wrapped = _WRAP_HEADER + n3 + self._kek.encrypt(
-            n3, secret, self._wrap_ad + person_id + _VERSION_1)
+        n4 = random[68:80]
+        wrapped = _WRAP_HEADER + n4 + self._kek.encrypt(
+            n4, secret, self._wrap_ad + person_id + _VERSION_1)
         return email_ct, name_ct, password_ct, wrapped
+
+
+def _native_module() -> Any:
+    """``fields._native`` when built and not disabled (``PEOPLELOG_PURE_PYTHON=1``)."""
+    if os.environ.get("PEOPLELOG_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from . import _native  # noqa: PLC0415 - an optional C extension
+    except ImportError:
+        return None
+    return _native
 
 
 _HEADER_1 = _FIELD_HEADER.pack(_VERSION, _AES_256_GCM, 1)

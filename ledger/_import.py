@@ -597,7 +597,7 @@ external_ids (None without an external id), laid out for binary COPY."""
 _UUID_MASK = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID_V4 = (0x4000 << 64) | (0x8000 << 48)
 _RANDOM = 16 + NewPersonSealer.RANDOM
-"""Random bytes per new person: its id, its data key, three nonces."""
+"""Random bytes per new person: its id, its data key, four nonces."""
 _OP = Op.CREATED.value
 _COPY_KEYS = ("COPY person_keys (person_id, key_version, kek_id, wrapped_key)"
               " FROM STDIN (FORMAT BINARY)")
@@ -709,31 +709,67 @@ def _b64(value: bytes) -> str:
 
 class _Sealer:
     """Version 0 of new persons, as ``_write.prepare_new_person`` builds it (random id and
-    data key, field ciphertexts, wrapped key, CID), straight into binary COPY rows."""
+    data key, field ciphertexts, wrapped key, CID), straight into binary COPY rows: in C
+    (``ledger._native.NewPersonRows`` on ``fields.NewPersonSealer``) when built, else here,
+    with the same bytes."""
 
     def __init__(self, keyring: Keyring, blind_key_id: str, actor: str | None,
-                 reason: str | None) -> None:
+                 reason: str | None, *, native: bool = True) -> None:
         kek = keyring.active(KeyPurpose.KEK)
-        self._sealer = NewPersonSealer(kek)
+        self._sealer = NewPersonSealer(kek, native=native)
         self._envelope = _envelope_of_new(actor, reason)
         self._cids = _cid_encoder()
         self._actor, self._reason = actor, reason
-        self._native = native_envelope_cid()
+        self._native = native_envelope_cid() if native else None
         """The C CID of ``ledger._native`` when built: the whole envelope in one call."""
         version0 = _int4_field(4, 0)
+        key_field = _text_field(blind_key_id)
         self._keys = (b"\x00\x04" + _UUID, _int4_field(4, 1) + _text_field(kek.id))
         self._people = (b"\x00\x0d" + _UUID, version0 + _i32(59),
                         _NULL + _int2_field(2, FORMAT_VERSION) + _text_field(_OP),
                         _text_field(actor) + _text_field(reason))
         self._latest = (b"\x00\x0a" + _UUID, version0 + _i32(59), _text_field(_OP))
-        key_field = _text_field(blind_key_id)
         self._lookup = (b"\x00\x04" + _i32(32), _UUID,
                         key_field + _int2_field(2, NORMALISATION_VERSION))
         self._ids = (b"\x00\x03", _UUID, key_field)
+        self._rows = None if self._native is None else _native_rows(
+            self._keys + self._people + self._latest + self._lookup + self._ids, actor, reason)
+        """``NewPersonRows.rows`` of ``ledger._native``: a sealed person's rows in one call."""
 
-    def seal(self, rows: list[_Row], hashes: list[str | None]) -> list[_Sealed]:
-        """Seal ``rows`` (``hashes``: each row's password PHC, or None)."""
-        random = os.urandom(_RANDOM * len(rows))
+    @property
+    def native(self) -> bool:
+        """True when the rows are sealed and laid out in C."""
+        return self._rows is not None and self._sealer.native
+
+    def seal(self, rows: list[_Row], hashes: list[str | None], *, random: bytes | None = None,
+             clock: Callable[[], int] = now_micros) -> list[_Sealed]:
+        """Seal ``rows`` (``hashes``: each row's password PHC, or None). ``random`` (``_RANDOM``
+        bytes a row) and ``clock`` are for tests; by default the OS's randomness and now."""
+        if random is None:
+            random = os.urandom(_RANDOM * len(rows))
+        if len(random) != _RANDOM * len(rows):
+            raise ValueError("random must hold _RANDOM bytes per row")
+        if self.native and self._rows is not None:
+            return self._seal_native(self._rows, rows, hashes, random, clock)
+        return self._seal_python(rows, hashes, random, clock)
+
+    def _seal_native(self, lay_out: Callable[..., _Sealed], rows: list[_Row],
+                     hashes: list[str | None], random: bytes,
+                     clock: Callable[[], int]) -> list[_Sealed]:
+        seal = self._sealer.seal
+        out: list[_Sealed] = []
+        for i, (row, phc) in enumerate(zip(rows, hashes, strict=True)):
+            at = i * _RANDOM
+            pid = _uuid4(random[at:at + 16])
+            email, name, password, wrapped = seal(
+                pid, random[at + 16:at + _RANDOM], row.email.display.encode(),
+                row.name.encode(), None if phc is None else phc.encode())
+            out.append(lay_out(pid, clock(), email, name, password, wrapped, row.verified_at,
+                               row.email_digest, row.id_digest))
+        return out
+
+    def _seal_python(self, rows: list[_Row], hashes: list[str | None], random: bytes,
+                     clock: Callable[[], int]) -> list[_Sealed]:
         seal = self._sealer.seal
         keys_a, keys_b = self._keys
         people_a, people_b, people_c, people_d = self._people
@@ -741,27 +777,25 @@ class _Sealer:
         lookup_a, lookup_b, lookup_c = self._lookup
         ids_a, ids_b, ids_c = self._ids
         envelope, b64, sha256 = self._envelope, _b64, hashlib.sha256
-        field, moment, now = _bytes_field, _micros_field, now_micros
+        field, moment = _bytes_field, _micros_field
         digests: list[bytes] = []
         cids: list[bytes] = []
         native, actor, reason = self._native, self._actor, self._reason
         parts: list[tuple[bytes, bytes, bytes, bytes, bytes, bytes | None]] = []
         for i, (row, phc) in enumerate(zip(rows, hashes, strict=True)):
             r = random[i * _RANDOM:(i + 1) * _RANDOM]
-            n = (int.from_bytes(r[:16], "big") & _UUID_MASK) | _UUID_V4
-            pid = n.to_bytes(16, "big")
-            h = f"{n:032x}"
+            pid = _uuid4(r[:16])
             email, name, password, wrapped = seal(
                 pid, r[16:], row.email.display.encode(), row.name.encode(),
                 None if phc is None else phc.encode())
-            at = now()
+            at = clock()
             if native is not None:
                 cids.append(native(pid, 0, None, _OP, at, actor, reason, email, name,
                                    password, row.verified_at, FORMAT_VERSION).encode())
             else:
                 digests.append(sha256(envelope((
-                    f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", at, b64(email),
-                    b64(name), None if password is None else b64(password),
+                    str(uuid.UUID(bytes=pid)), at, b64(email), b64(name),
+                    None if password is None else b64(password),
                     row.verified_at)).encode()).digest())
             parts.append((
                 pid, moment(at),
@@ -781,6 +815,24 @@ class _Sealer:
                 lookup, ids,
             ))
         return out
+
+
+def _uuid4(random: bytes) -> bytes:
+    """A version 4 UUID's 16 bytes from 16 random bytes."""
+    return ((int.from_bytes(random, "big") & _UUID_MASK) | _UUID_V4).to_bytes(16, "big")
+
+
+def _native_rows(segments: tuple[bytes, ...], actor: str | None,
+                 reason: str | None) -> Callable[..., _Sealed] | None:
+    if os.environ.get("PEOPLELOG_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from ._native import NewPersonRows  # noqa: PLC0415 - an optional C extension
+    except ImportError:
+        return None
+    lay_out: Callable[..., _Sealed] = NewPersonRows(segments, _OP, actor, reason,
+                                                    FORMAT_VERSION).rows
+    return lay_out
 
 
 def _copy_new(conn: Conn, sealed: list[_Sealed]) -> None:

@@ -2,6 +2,10 @@
  * The CID of one version in C: the canonical envelope of csrc/canonical.h, hashed.
  * ledger/_cid.py falls back to its Python definition for anything unusual (a value of the
  * wrong type or out of range): the two are held equal by tests/test_cid.py.
+ *
+ * NewPersonRows lays out a bulk import's new person (version 0) as binary COPY tuples with
+ * its CID, from constant segments ledger/_import.py builds: the same bytes as the Python
+ * layout there (tests/test_import_pipeline.py holds the two equal).
  */
 #include "canonical.h"
 
@@ -80,6 +84,195 @@ static PyObject *envelope_cid(PyObject *module, PyObject *const *args, Py_ssize_
     return PyUnicode_FromStringAndSize(out, CID_TEXT_LEN);
 }
 
+/* ---------------------------------------------------------------- NewPersonRows */
+
+#define PG_EPOCH INT64_C(946684800000000) /* Unix microseconds at 2000-01-01 UTC */
+#define SEGMENTS 15
+
+typedef struct {
+    PyObject_HEAD
+    /* keys a b | people a b c d | latest a b c | lookup a b c | ids a b c */
+    PyObject *segment[SEGMENTS];
+    PyObject *op, *actor, *reason; /* str, str or None, str or None */
+    Span op_span, actor_span, reason_span;
+    int64_t format;
+    int ready;
+} NewPersonRows;
+
+static void rows_dealloc(NewPersonRows *self) {
+    for (int i = 0; i < SEGMENTS; i++) Py_XDECREF(self->segment[i]);
+    Py_XDECREF(self->op);
+    Py_XDECREF(self->actor);
+    Py_XDECREF(self->reason);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* NewPersonRows(segments: tuple[bytes, ...15], op, actor, reason, format) */
+static int rows_init(NewPersonRows *self, PyObject *args, PyObject *kwds) {
+    PyObject *segments, *op, *actor, *reason, *format;
+    if (self->ready) {
+        PyErr_SetString(PyExc_RuntimeError, "NewPersonRows is initialised once");
+        return -1;
+    }
+    if (!PyArg_ParseTuple(args, "O!OOOO:NewPersonRows", &PyTuple_Type, &segments, &op, &actor,
+                          &reason, &format))
+        return -1;
+    if (PyTuple_GET_SIZE(segments) != SEGMENTS) {
+        PyErr_SetString(PyExc_ValueError, "NewPersonRows takes 15 segments");
+        return -1;
+    }
+    for (int i = 0; i < SEGMENTS; i++) {
+        PyObject *segment = PyTuple_GET_ITEM(segments, i);
+        if (!PyBytes_CheckExact(segment)) {
+            PyErr_SetString(PyExc_TypeError, "segments are bytes");
+            return -1;
+        }
+    }
+    if (text_span(op, &self->op_span, 0) < 0 || text_span(actor, &self->actor_span, 1) < 0
+        || text_span(reason, &self->reason_span, 1) < 0
+        || exact_int(format, &self->format) < 0)
+        return -1;
+    for (int i = 0; i < SEGMENTS; i++) self->segment[i] = Py_NewRef(PyTuple_GET_ITEM(segments, i));
+    self->op = Py_NewRef(op);
+    self->actor = Py_NewRef(actor);
+    self->reason = Py_NewRef(reason);
+    self->ready = 1;
+    return 0;
+}
+
+static int put_segment(Buf *b, NewPersonRows *self, int i) {
+    PyObject *s = self->segment[i];
+    return buf_put(b, PyBytes_AS_STRING(s), PyBytes_GET_SIZE(s));
+}
+
+static int put_i32(Buf *b, int32_t v) {
+    unsigned char be[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                           (unsigned char)(v >> 8), (unsigned char)v};
+    return buf_put(b, (const char *)be, 4);
+}
+
+/* A bytea field: length and bytes, or NULL (-1). */
+static int put_field(Buf *b, Span f) {
+    if (f.len < 0) return put_i32(b, -1);
+    if (f.len > INT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "field too long for COPY");
+        return -1;
+    }
+    return put_i32(b, (int32_t)f.len) < 0 ? -1 : buf_put(b, f.ptr, f.len);
+}
+
+/* A timestamptz field from Unix microseconds. */
+static int put_moment(Buf *b, int64_t micros) {
+    uint64_t v = (uint64_t)(micros - PG_EPOCH);
+    unsigned char be[12] = {0, 0, 0, 8};
+    for (int i = 0; i < 8; i++) be[4 + i] = (unsigned char)(v >> (56 - 8 * i));
+    return buf_put(b, (const char *)be, 12);
+}
+
+static PyObject *buf_bytes(Buf *b) { return PyBytes_FromStringAndSize(b->data, b->len); }
+
+static Buf layout;
+
+/* rows(person_id, recorded_at, email, name, password, wrapped, verified_at, email_digest,
+        id_digest) -> (keys, people, latest, lookup, ids or None) */
+static PyObject *rows_rows(NewPersonRows *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (!self->ready) {
+        PyErr_SetString(PyExc_RuntimeError, "NewPersonRows is not initialised");
+        return NULL;
+    }
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "rows takes 9 arguments");
+        return NULL;
+    }
+    if (!PyBytes_CheckExact(args[0]) || PyBytes_GET_SIZE(args[0]) != 16) {
+        PyErr_SetString(PyExc_TypeError, "person_id must be 16 bytes");
+        return NULL;
+    }
+    Envelope e = {.person_id = PyBytes_AS_STRING(args[0]), .version = 0,
+                  .format = self->format, .prev = {NULL, -1}, .op = self->op_span,
+                  .actor = self->actor_span, .reason = self->reason_span};
+    Span wrapped, digest, id_digest;
+    if (exact_int(args[1], &e.recorded_at) < 0 || bytes_span(args[2], &e.email) < 0
+        || bytes_span(args[3], &e.name) < 0 || bytes_span(args[4], &e.password) < 0
+        || bytes_span(args[5], &wrapped) < 0 || bytes_span(args[7], &digest) < 0
+        || bytes_span(args[8], &id_digest) < 0)
+        return NULL;
+    if (e.email.len < 0 || e.name.len < 0 || wrapped.len < 0 || digest.len != 32) {
+        PyErr_SetString(PyExc_TypeError, "email, name, wrapped key and a 32-byte digest are "
+                                         "required");
+        return NULL;
+    }
+    e.has_verified_at = args[6] != Py_None;
+    if (e.has_verified_at && exact_int(args[6], &e.verified_at) < 0) return NULL;
+    char cid[CID_TEXT_LEN];
+    if (envelope_cid_text(&scratch, &e, cid) < 0) return NULL;
+
+    PyObject *out[5] = {NULL, NULL, NULL, NULL, Py_NewRef(Py_None)};
+    Buf *b = &layout;
+    const char *pid = e.person_id;
+    Span values[3] = {e.email, e.name, e.password};
+    /* keys: a pid b wrapped */
+    b->len = 0;
+    if (put_segment(b, self, 0) < 0 || buf_put(b, pid, 16) < 0 || put_segment(b, self, 1) < 0
+        || put_field(b, wrapped) < 0 || (out[0] = buf_bytes(b)) == NULL)
+        goto fail;
+    /* people: a pid b cid c stamp d fields; latest: a pid b cid c stamp stamp fields */
+    for (int table = 0; table < 2; table++) {
+        int base = table == 0 ? 2 : 6;
+        b->len = 0;
+        if (put_segment(b, self, base) < 0 || buf_put(b, pid, 16) < 0
+            || put_segment(b, self, base + 1) < 0 || buf_put(b, cid, CID_TEXT_LEN) < 0
+            || put_segment(b, self, base + 2) < 0 || put_moment(b, e.recorded_at) < 0
+            || (table == 0 ? put_segment(b, self, 5) : put_moment(b, e.recorded_at)) < 0)
+            goto fail;
+        for (int i = 0; i < 3; i++)
+            if (put_field(b, values[i]) < 0) goto fail;
+        if ((e.has_verified_at ? put_moment(b, e.verified_at) : put_i32(b, -1)) < 0
+            || (out[1 + table] = buf_bytes(b)) == NULL)
+            goto fail;
+    }
+    /* lookup: a digest b pid c */
+    b->len = 0;
+    if (put_segment(b, self, 9) < 0 || buf_put(b, digest.ptr, 32) < 0
+        || put_segment(b, self, 10) < 0 || buf_put(b, pid, 16) < 0
+        || put_segment(b, self, 11) < 0 || (out[3] = buf_bytes(b)) == NULL)
+        goto fail;
+    /* ids: a id_digest b pid c */
+    if (id_digest.len >= 0) {
+        b->len = 0;
+        Py_CLEAR(out[4]);
+        if (put_segment(b, self, 12) < 0 || put_field(b, id_digest) < 0
+            || put_segment(b, self, 13) < 0 || buf_put(b, pid, 16) < 0
+            || put_segment(b, self, 14) < 0 || (out[4] = buf_bytes(b)) == NULL)
+            goto fail;
+    }
+    {
+        PyObject *result = PyTuple_Pack(5, out[0], out[1], out[2], out[3], out[4]);
+        for (int i = 0; i < 5; i++) Py_DECREF(out[i]);
+        return result;
+    }
+fail:
+    for (int i = 0; i < 5; i++) Py_XDECREF(out[i]);
+    return NULL;
+}
+
+static PyMethodDef rows_methods[] = {
+    {"rows", (PyCFunction)(void (*)(void))rows_rows, METH_FASTCALL,
+     "rows(person_id, recorded_at, email, name, password, wrapped, verified_at, "
+     "email_digest, id_digest) -> (keys, people, latest, lookup, ids or None)"},
+    {NULL}};
+
+static PyTypeObject NewPersonRowsType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ledger._native.NewPersonRows",
+    .tp_basicsize = sizeof(NewPersonRows),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A bulk import's new persons as binary COPY tuples (see ledger/_import.py).",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)rows_init,
+    .tp_dealloc = (destructor)rows_dealloc,
+    .tp_methods = rows_methods,
+};
+
 static PyMethodDef native_methods[] = {
     {"envelope_cid", (PyCFunction)(void (*)(void))envelope_cid, METH_FASTCALL,
      "CID of a version's canonical envelope (arguments as in ledger/_cid.py)."},
@@ -89,4 +282,13 @@ static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT, "ledger._native", "Version CIDs in C (see ledger/_cid.py).", -1,
     native_methods};
 
-PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&native_module); }
+PyMODINIT_FUNC PyInit__native(void) {
+    if (PyType_Ready(&NewPersonRowsType) < 0) return NULL;
+    PyObject *module = PyModule_Create(&native_module);
+    if (module == NULL) return NULL;
+    if (PyModule_AddObjectRef(module, "NewPersonRows", (PyObject *)&NewPersonRowsType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

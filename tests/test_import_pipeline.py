@@ -14,13 +14,27 @@ from typing import Any
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
-from fields import Keyring, normalise_email
+from fields import BlindIndex, KeyPurpose, Keyring, normalise_email
 from ledger import Database, Ledger
 from ledger import _write as _write_module
 from ledger._cid import cid_from_digest
-from ledger._import import LANES, ImportSummary, _cids_at_once, import_people, read_rows
+from ledger._import import (
+    _RANDOM,
+    LANES,
+    MAX_MICROS,
+    ImportSummary,
+    _cids_at_once,
+    _Row,
+    _Sealer,
+    import_people,
+    read_rows,
+)
+from ledger._inputs import check_name
 from projections import check_projections, verify_ledger
+from schema import InvalidInput
 
 Conn = psycopg.Connection[Any]
 
@@ -130,3 +144,59 @@ def test_cids_of_a_batch_at_once_are_the_cids_one_by_one(count: int) -> None:
     digests = [os.urandom(32) for _ in range(count)]
     digests[0] = b"\xff" * 32
     assert _cids_at_once(digests) == [cid_from_digest(d).encode() for d in digests]
+
+
+# --- the C and Python sealers ------------------------------------------------------------------
+
+_SEALING_KEYS = Keyring.generate()
+_BLIND = BlindIndex(_SEALING_KEYS.active(KeyPurpose.BLIND_INDEX))
+_texts = st.text(st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"]), min_size=1,
+                 max_size=40)
+
+
+@st.composite
+def _rows_to_seal(draw: st.DrawFn) -> tuple[_Row, str | None]:
+    local = draw(st.from_regex(r"[a-z0-9][a-z0-9+_-]{0,20}", fullmatch=True))
+    email = normalise_email(f"{local}@example.org")
+    try:
+        name = check_name(draw(_texts))
+    except InvalidInput:
+        assume(False)
+        raise
+    external = draw(st.none() | st.binary(min_size=32, max_size=32))
+    row = _Row(line=draw(st.integers(1, 10**6)), email=email, name=name, password=None,
+               password_hash=None, verified_at=draw(st.none() | st.integers(0, MAX_MICROS)),
+               external_id=None if external is None else "x", email_digest=_BLIND.digest(email),
+               id_digest=external)
+    return row, draw(st.none() | st.text(st.characters(codec="ascii"), max_size=120))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(_rows_to_seal(), min_size=1, max_size=5),
+       actor=st.none() | _texts, reason=st.none() | _texts,
+       clock=st.integers(0, MAX_MICROS), random=st.randoms(use_true_random=False))
+def test_the_c_sealer_lays_out_the_same_rows_as_the_python_one(
+        rows: list[tuple[_Row, str | None]], actor: str | None, reason: str | None,
+        clock: int, random: Any) -> None:
+    """Keys, field ciphertexts, CIDs and binary COPY tuples: byte for byte."""
+    native = _Sealer(_SEALING_KEYS, _BLIND.key.id, actor, reason)
+    python = _Sealer(_SEALING_KEYS, _BLIND.key.id, actor, reason, native=False)
+    assert native.native, "the C sealer was not built (setup.py)"
+    assert not python.native
+    entropy = random.randbytes(_RANDOM * len(rows))
+    batch, hashes = [row for row, _ in rows], [phc for _, phc in rows]
+
+    def sealed(sealer: _Sealer) -> Any:
+        return sealer.seal(batch, hashes, random=entropy, clock=lambda: clock)
+
+    assert sealed(native) == sealed(python)
+
+
+def test_the_sealer_takes_only_its_randomness(keyring: Keyring) -> None:
+    sealer = _Sealer(keyring, "blind", "import", None)
+    row = _Row(1, normalise_email("a@example.org"), "A", None, None, None, None, bytes(32),
+               None)
+    with pytest.raises(ValueError):
+        sealer.seal([row], [None], random=bytes(_RANDOM - 1))
+    first, second = sealer.seal([row, row], [None, None])
+    assert first[0][6:22] != second[0][6:22]  # fresh person ids (and keys) by default

@@ -1,0 +1,6 @@
+RANDOM: int
+
+class Sealer:
+    def __init__(self, kek_secret: bytes, kek_id: bytes, /) -> None: ...
+    def seal(self, person_id: bytes, random: bytes, email: bytes, name: bytes,
+             password: bytes | None, /) -> tuple[bytes, bytes, bytes | None, bytes]: ...
