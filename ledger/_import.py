@@ -9,10 +9,12 @@ into a failure of the whole import with nothing written.
 
 Rows are told apart by their email (as the blind index sees it) and their external id: a
 row that repeats an earlier row's email or external id, or that resolves to the same person
-as an earlier row, is rejected as a duplicate, wherever the earlier row is in the file. The
-keys of the rows handled so far are kept in a compact table (32 to 64 bytes per key), so
-this holds across batches and gives the same verdicts when a file is re-run. Rows are matched
-against the database as their batch finds it.
+as an earlier row, is rejected as a duplicate, wherever the earlier row is in the file. A
+person the run creates is recognised by its id (its line, encrypted under a key made for the
+run: see ``_RunIds``); the keys of rows skipped or updated are kept in a compact table (32 to
+64 bytes per key). So this holds across batches, in constant memory, and gives the same
+verdicts when a file is re-run. Rows are matched against the database as their batch finds
+it.
 
 Without ``update`` or ``strict``, a few connections ("lanes") write consecutive batches at
 the same time while the next batch is read and sealed (encrypted, CID'd and laid out as
@@ -44,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from psycopg import errors as pg_errors
 from psycopg import postgres, pq
 from psycopg.adapt import Dumper
@@ -422,13 +425,15 @@ def _copy(conn: Conn, statement: str, rows: Iterable[bytes]) -> None:
 
 
 class _Seen:
-    """Keys (email digests, external id digests, person ids) of the rows handled so far in
-    this run, each with its line, kept in the ``import_seen`` table rather than in memory:
-    a run of any size holds a few batches at a time."""
+    """What this run has handled so far, with the lines: the persons it created, told by
+    their ids (``ids``, see ``_RunIds``), and the keys (email digests, external id digests,
+    person ids) of the rows it skipped or updated, kept in the ``import_seen`` table rather
+    than in memory: a run of any size holds a few batches at a time."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self.run = uuid.uuid4()
+        self.ids = _RunIds()
         self._head = b"\x00\x03" + _UUID + self.run.bytes
         database.run(lambda conn: conn.execute(
             "DELETE FROM import_seen WHERE created < now() - interval '1 day'"))
@@ -456,6 +461,65 @@ class _Seen:
         with contextlib.suppress(PeoplelogError):
             self.database.run(lambda conn: conn.execute(
                 "DELETE FROM import_seen WHERE run = %s", (self.run,)))
+
+
+class _RunIds:
+    """The person ids of the persons this run creates, one per file line, and the way back.
+
+    A new person's id is its line number encrypted with a key made for this run and never
+    stored (AES-128 of a 16-byte block: a fixed tag and the line), laid out as a UUID
+    version 4: to anyone without the key, as random as ``uuid4``. The run can then tell a
+    person it created (and from which line) from an id alone, so it need not remember the
+    keys of its new rows: ``import_seen`` holds only those of skipped and updated rows. The
+    six bits the UUID layout fixes are found again by trying their 64 values; the tag makes
+    a false match a 2**-58 event."""
+
+    _TAG = b"peoplelog/imp/1\x00"[:8]
+
+    def __init__(self) -> None:
+        # ECB on purpose: single, distinct blocks (a block-by-block permutation)
+        self._cipher = Cipher(algorithms.AES(os.urandom(16)), modes.ECB())  # noqa: S305
+
+    def __repr__(self) -> str:
+        return "_RunIds()"
+
+    def of(self, lines: list[int]) -> list[bytes]:
+        """The ids of the persons created from ``lines``."""
+        if not lines:
+            return []
+        blocks = self._cipher.encryptor().update(
+            b"".join([self._TAG + line.to_bytes(8, "big") for line in lines]))
+        return [_uuid4(blocks[i:i + 16]) for i in range(0, len(blocks), 16)]
+
+    def lines(self, person_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """The line each of ``person_ids`` was created from by this run (others are left
+        out)."""
+        ids = list(dict.fromkeys(person_ids))
+        if not ids:
+            return {}
+        raw = [person_id.bytes for person_id in ids]
+        candidates = bytearray(b"".join([value * 64 for value in raw]))
+        candidates[6::16] = b"".join([_VERSION_COLUMN[value[6] & 0x0F] for value in raw])
+        candidates[8::16] = b"".join([_VARIANT_COLUMN[value[8] & 0x3F] for value in raw])
+        plain = self._cipher.decryptor().update(candidates)
+        found: dict[uuid.UUID, int] = {}
+        tag = self._TAG
+        for i, person_id in enumerate(ids):
+            start, end = i * 1024, (i + 1) * 1024  # 64 candidate blocks of 16 bytes
+            at = plain.find(tag, start, end)
+            while at >= 0 and at % 16:
+                at = plain.find(tag, at + 1, end)
+            if at >= 0:
+                found[person_id] = int.from_bytes(plain[at + 8:at + 16], "big")
+        return found
+
+
+_VERSION_COLUMN = [bytes((high << 4) | low for high in range(16) for _ in range(4))
+                   for low in range(16)]
+_VARIANT_COLUMN = [bytes((high << 6) | low for _ in range(16) for high in range(4))
+                   for low in range(64)]
+"""Bytes 6 and 8 of the 64 candidate blocks of an id, by the bits the id keeps there: every
+value of the bits a version 4 UUID fixes (the version nibble, the two variant bits)."""
 
 
 # --- planning -----------------------------------------------------------------------------
@@ -544,6 +608,13 @@ def _plan(conn: Conn, batch: list[_Row], update: bool, seen: _Seen,
                 ids[key] = person_id
             else:
                 prior[key] = line
+    created = seen.ids.lines([*claims.values(), *ids.values()])
+    if created:
+        for found in (claims, ids):
+            for key, person_id in found.items():
+                if (line := created.get(person_id)) is not None:
+                    prior.setdefault(key, line)
+                    prior.setdefault(person_id.bytes, line)
     plan = _Plan()
     local: dict[bytes, int] = {}
 
@@ -596,8 +667,8 @@ external_ids (None without an external id), laid out for binary COPY."""
 
 _UUID_MASK = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID_V4 = (0x4000 << 64) | (0x8000 << 48)
-_RANDOM = 16 + NewPersonSealer.RANDOM
-"""Random bytes per new person: its id, its data key, four nonces."""
+_RANDOM = NewPersonSealer.RANDOM
+"""Random bytes per new person: its data key, four nonces."""
 _OP = Op.CREATED.value
 _COPY_KEYS = ("COPY person_keys (person_id, key_version, kek_id, wrapped_key)"
               " FROM STDIN (FORMAT BINARY)")
@@ -741,35 +812,36 @@ class _Sealer:
         """True when the rows are sealed and laid out in C."""
         return self._rows is not None and self._sealer.native
 
-    def seal(self, rows: list[_Row], hashes: list[str | None], *, random: bytes | None = None,
+    def seal(self, rows: list[_Row], hashes: list[str | None], ids: list[bytes], *,
+             random: bytes | None = None,
              clock: Callable[[], int] = now_micros) -> list[_Sealed]:
-        """Seal ``rows`` (``hashes``: each row's password PHC, or None). ``random`` (``_RANDOM``
-        bytes a row) and ``clock`` are for tests; by default the OS's randomness and now."""
+        """Seal ``rows`` as the persons ``ids`` (16 bytes each; ``hashes``: each row's
+        password PHC, or None). ``random`` (``_RANDOM`` bytes a row) and ``clock`` are for
+        tests; by default the OS's randomness and now."""
         if random is None:
             random = os.urandom(_RANDOM * len(rows))
-        if len(random) != _RANDOM * len(rows):
-            raise ValueError("random must hold _RANDOM bytes per row")
+        if len(random) != _RANDOM * len(rows) or len(ids) != len(rows):
+            raise ValueError("random must hold _RANDOM bytes and ids one id per row")
         if self.native and self._rows is not None:
-            return self._seal_native(self._rows, rows, hashes, random, clock)
-        return self._seal_python(rows, hashes, random, clock)
+            return self._seal_native(self._rows, rows, hashes, ids, random, clock)
+        return self._seal_python(rows, hashes, ids, random, clock)
 
     def _seal_native(self, lay_out: Callable[..., _Sealed], rows: list[_Row],
-                     hashes: list[str | None], random: bytes,
+                     hashes: list[str | None], ids: list[bytes], random: bytes,
                      clock: Callable[[], int]) -> list[_Sealed]:
         seal = self._sealer.seal
         out: list[_Sealed] = []
-        for i, (row, phc) in enumerate(zip(rows, hashes, strict=True)):
+        for i, (row, phc, pid) in enumerate(zip(rows, hashes, ids, strict=True)):
             at = i * _RANDOM
-            pid = _uuid4(random[at:at + 16])
             email, name, password, wrapped = seal(
-                pid, random[at + 16:at + _RANDOM], row.email.display.encode(),
+                pid, random[at:at + _RANDOM], row.email.display.encode(),
                 row.name.encode(), None if phc is None else phc.encode())
             out.append(lay_out(pid, clock(), email, name, password, wrapped, row.verified_at,
                                row.email_digest, row.id_digest))
         return out
 
-    def _seal_python(self, rows: list[_Row], hashes: list[str | None], random: bytes,
-                     clock: Callable[[], int]) -> list[_Sealed]:
+    def _seal_python(self, rows: list[_Row], hashes: list[str | None], ids: list[bytes],
+                     random: bytes, clock: Callable[[], int]) -> list[_Sealed]:
         seal = self._sealer.seal
         keys_a, keys_b = self._keys
         people_a, people_b, people_c, people_d = self._people
@@ -782,11 +854,10 @@ class _Sealer:
         cids: list[bytes] = []
         native, actor, reason = self._native, self._actor, self._reason
         parts: list[tuple[bytes, bytes, bytes, bytes, bytes, bytes | None]] = []
-        for i, (row, phc) in enumerate(zip(rows, hashes, strict=True)):
-            r = random[i * _RANDOM:(i + 1) * _RANDOM]
-            pid = _uuid4(r[:16])
+        for i, (row, phc, pid) in enumerate(zip(rows, hashes, ids, strict=True)):
             email, name, password, wrapped = seal(
-                pid, r[16:], row.email.display.encode(), row.name.encode(),
+                pid, random[i * _RANDOM:(i + 1) * _RANDOM], row.email.display.encode(),
+                row.name.encode(),
                 None if phc is None else phc.encode())
             at = clock()
             if native is not None:
@@ -876,14 +947,16 @@ class _Importer:
         hashes = iter(self.pool.map(self.hasher.hash,
                                     [r.password for r in todo if r.password is not None]))
         phcs = [r.password_hash if r.password is None else next(hashes) for r in todo]
-        for row, sealed in zip(todo, self.sealer.seal(todo, phcs), strict=True):
+        ids = self.seen.ids.of([r.line for r in todo])
+        for row, sealed in zip(todo, self.sealer.seal(todo, phcs, ids), strict=True):
             done[row.line] = sealed
         return [done[r.line] for r in rows]
 
     def prepare_ahead(self, rows: list[_Row]) -> dict[int, _Sealed]:
         """Seal the rows that need no password hashing, before knowing which are new."""
         ready = [r for r in rows if r.password is None]
-        sealed = self.sealer.seal(ready, [r.password_hash for r in ready])
+        sealed = self.sealer.seal(ready, [r.password_hash for r in ready],
+                                  self.seen.ids.of([r.line for r in ready]))
         return {row.line: s for row, s in zip(ready, sealed, strict=True)}
 
     def prepare_passwords(self, conn: Conn, updates: list[tuple[_Row, uuid.UUID]],
@@ -983,8 +1056,10 @@ class _Importer:
                                                            reason=exc.message)]) from None
                         plan.errors.append(RowError(line=row.line, reason=exc.message))
                         failed.add(row.line)
+                new = {row.line for row in plan.new}  # known again by their person ids
                 self.seen.add(conn, [(key, line) for line, keys in plan.marks
-                                     if line not in failed for key in keys])
+                                     if line not in failed and line not in new
+                                     for key in keys])
         except _RETRY_ERRORS:
             raise _Retry from None
         return updated, unchanged, failed

@@ -28,6 +28,7 @@ from ledger._import import (
     ImportSummary,
     _cids_at_once,
     _Row,
+    _RunIds,
     _Sealer,
     import_people,
     read_rows,
@@ -184,10 +185,11 @@ def test_the_c_sealer_lays_out_the_same_rows_as_the_python_one(
     assert native.native, "the C sealer was not built (setup.py)"
     assert not python.native
     entropy = random.randbytes(_RANDOM * len(rows))
+    ids = [random.randbytes(16) for _ in rows]
     batch, hashes = [row for row, _ in rows], [phc for _, phc in rows]
 
     def sealed(sealer: _Sealer) -> Any:
-        return sealer.seal(batch, hashes, random=entropy, clock=lambda: clock)
+        return sealer.seal(batch, hashes, ids, random=entropy, clock=lambda: clock)
 
     assert sealed(native) == sealed(python)
 
@@ -197,6 +199,27 @@ def test_the_sealer_takes_only_its_randomness(keyring: Keyring) -> None:
     row = _Row(1, normalise_email("a@example.org"), "A", None, None, None, None, bytes(32),
                None)
     with pytest.raises(ValueError):
-        sealer.seal([row], [None], random=bytes(_RANDOM - 1))
-    first, second = sealer.seal([row, row], [None, None])
-    assert first[0][6:22] != second[0][6:22]  # fresh person ids (and keys) by default
+        sealer.seal([row], [None], [bytes(16)], random=bytes(_RANDOM - 1))
+    with pytest.raises(ValueError):
+        sealer.seal([row], [None], [])
+    first, second = sealer.seal([row, row], [None, None], [bytes(16), b"\x01" * 16])
+    assert first[0][6:22] == bytes(16)
+    assert first[0][22:] != second[0][22:]  # fresh data keys by default
+
+
+# --- the persons a run creates, known by their ids ----------------------------------------------
+
+
+@settings(max_examples=200, deadline=None)
+@given(lines=st.lists(st.integers(0, 2**63 - 1), unique=True, max_size=50),
+       others=st.lists(st.uuids(version=4), max_size=20))
+def test_a_run_knows_the_persons_it_created_and_from_which_line(
+        lines: list[int], others: list[uuid.UUID]) -> None:
+    run, other_run = _RunIds(), _RunIds()
+    ids = [uuid.UUID(bytes=value) for value in run.of(lines)]
+    assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert run.lines(ids + others) == dict(zip(ids, lines, strict=True))
+    assert other_run.lines(ids) == {}
+    assert run.of(lines) == [i.bytes for i in ids]  # the same line, the same person
+    assert "key" not in repr(run)
