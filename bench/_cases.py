@@ -23,7 +23,7 @@ import psycopg
 
 from fields import BlindIndex, DataKey, KeyPurpose, Keyring, normalise_email
 from ledger import Database, Ledger, cid_from_digest
-from ledger._import import import_people, read_rows
+from ledger._import import BATCH_SIZE, import_people, read_rows
 from ledger._time import from_micros, now_micros
 from projections import CheckpointSigner, audit_database, make_checkpoint, rebuild_projections
 
@@ -91,7 +91,7 @@ class Sizes:
             appends=scaled(2_000, 200),
             append_persons=100,
             import_rows=scaled(20_000, 2_000),
-            batch=int(os.environ.get("BENCH_BATCH") or 1000),
+            batch=int(os.environ.get("BENCH_BATCH") or BATCH_SIZE),
             peer_batch=1_000,
             verify_rows=scaled(200_000, 20_000),
             versions_per_person=5,

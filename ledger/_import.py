@@ -72,7 +72,7 @@ from ._read import check_keyring
 from ._store import Database
 from ._time import now_micros, to_micros
 
-__all__ = ["ImportSummary", "RowError", "import_people", "read_rows"]
+__all__ = ["BATCH_SIZE", "ImportSummary", "RowError", "import_people", "read_rows"]
 
 Conn = psycopg.Connection[Any]
 COLUMNS = frozenset({"email", "name", "password", "password_hash", "verified_at",
@@ -86,6 +86,10 @@ MAX_MICROS = 2**53 - 1
 """verified_at must fit an exact envelope integer (1970 to 2255)."""
 BATCH_ATTEMPTS = 8
 """How often a batch is planned again when concurrent writers keep claiming its emails."""
+BATCH_SIZE = 2500
+"""Rows per batch (one transaction) by default. PostgreSQL spends noticeably less per row on
+COPYs of a few thousand rows than of a few hundred; a crash loses at most ``LANES`` batches
+(a re-run resumes), and a batch in flight holds a few MB."""
 
 _BOM = b"\xef\xbb\xbf"
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
@@ -1130,7 +1134,7 @@ def _check_file(records: Iterable[tuple[int, Any]], blind: _Digests,
 
 def import_people(database: Database, keyring: Keyring, records: Callable[[], Iterable[
         tuple[int, Any]]], *, update: bool = False, strict: bool = False,
-        batch_size: int = 1000, workers: int = 2, actor: str | None = "import",
+        batch_size: int = BATCH_SIZE, workers: int = 2, actor: str | None = "import",
         reason: str | None = None,
         progress: Callable[[int], None] | None = None) -> ImportSummary:
     """Import rows from ``records()`` (called once, twice with ``strict``: check, write).

@@ -8,7 +8,7 @@ from typing import Any
 
 from fields import Keyring
 
-from .._import import LANES, import_people, read_rows
+from .._import import BATCH_SIZE, LANES, import_people, read_rows
 from .._store import Database, Settings
 from ._common import EXIT_OK, EXIT_USAGE, AddCommand, progress
 
@@ -53,7 +53,8 @@ def register(sub: Any, *, add: AddCommand, **_: Any) -> None:
                    help="rows whose external id or email exists become new versions")
     p.add_argument("--strict", action="store_true",
                    help="any bad row fails the whole import; nothing is written")
-    p.add_argument("--batch-size", type=int, default=1000, metavar="N")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, metavar="N",
+                   help=f"rows per batch (one transaction; default {BATCH_SIZE})")
     p.add_argument("--workers", type=int, metavar="N",
                    help="threads hashing plaintext passwords (default: the number of CPUs)")
     p.add_argument("--actor", default="import", help="recorded as the actor (plain text)")
