@@ -826,14 +826,14 @@ class _Sealer:
             random = os.urandom(_RANDOM * len(rows))
         if len(random) != _RANDOM * len(rows) or len(ids) != len(rows):
             raise ValueError("random must hold _RANDOM bytes and ids one id per row")
-        if self.native and self._rows is not None:
-            return self._seal_native(self._rows, rows, hashes, ids, random, clock)
+        if self.native:
+            return self._seal_native(rows, hashes, ids, random, clock)
         return self._seal_python(rows, hashes, ids, random, clock)
 
-    def _seal_native(self, lay_out: Callable[..., _Sealed], rows: list[_Row],
-                     hashes: list[str | None], ids: list[bytes], random: bytes,
-                     clock: Callable[[], int]) -> list[_Sealed]:
-        seal = self._sealer.seal
+    def _seal_native(self, rows: list[_Row], hashes: list[str | None], ids: list[bytes],
+                     random: bytes, clock: Callable[[], int]) -> list[_Sealed]:
+        seal, lay_out = self._sealer.seal, self._rows
+        assert lay_out is not None
         out: list[_Sealed] = []
         for i, (row, phc, pid) in enumerate(zip(rows, hashes, ids, strict=True)):
             at = i * _RANDOM
@@ -861,8 +861,7 @@ class _Sealer:
         for i, (row, phc, pid) in enumerate(zip(rows, hashes, ids, strict=True)):
             email, name, password, wrapped = seal(
                 pid, random[i * _RANDOM:(i + 1) * _RANDOM], row.email.display.encode(),
-                row.name.encode(),
-                None if phc is None else phc.encode())
+                row.name.encode(), None if phc is None else phc.encode())
             at = clock()
             if native is not None:
                 cids.append(native(pid, 0, None, _OP, at, actor, reason, email, name,
@@ -881,13 +880,13 @@ class _Sealer:
                 else b"".join((ids_a, field(row.id_digest), ids_b, pid, ids_c)),
             ))
         out: list[_Sealed] = []
-        for cid, (pid, stamp, fields, keys, lookup, ids) in zip(
+        for cid, (pid, stamp, fields, keys, lookup, external) in zip(
                 cids if native is not None else self._cids(digests), parts, strict=True):
             out.append((
                 keys,
                 b"".join((people_a, pid, people_b, cid, people_c, stamp, people_d, fields)),
                 b"".join((latest_a, pid, latest_b, cid, latest_c, stamp, stamp, fields)),
-                lookup, ids,
+                lookup, external,
             ))
         return out
 
