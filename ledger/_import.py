@@ -438,6 +438,10 @@ class _Seen:
         self.database = database
         self.run = uuid.uuid4()
         self.ids = _RunIds()
+        self.written = False
+        """Whether any key was ever added: until then the table holds none of this run's
+        (set before the batch that adds them commits: the batches in flight are counted
+        by their plans as pending, not looked up)."""
         self._head = b"\x00\x03" + _UUID + self.run.bytes
         database.run(lambda conn: conn.execute(
             "DELETE FROM import_seen WHERE created < now() - interval '1 day'"))
@@ -455,6 +459,7 @@ class _Seen:
 
     def add(self, conn: Conn, pairs: list[tuple[bytes, int]]) -> None:
         if pairs:
+            self.written = True
             head = self._head
             _copy(conn, "COPY import_seen (run, key, line) FROM STDIN (FORMAT BINARY)",
                   [head + _bytes_field(key) + _int4_field(4, min(line, 2**31 - 1))
@@ -604,7 +609,8 @@ def _plan(conn: Conn, batch: list[_Row], update: bool, seen: _Seen,
         cur.execute(_PROBE_SETTINGS)
         cur.execute(_PLAN_QUERY, {
             "emails": _ByteaArray.of(emails), "ids": _ByteaArray.of(id_digests),
-            "run": seen.run, "keys": _ByteaArray.of(emails + id_digests)})
+            "run": seen.run,
+            "keys": _ByteaArray.of(emails + id_digests if seen.written else [])})
         for kind, key, person_id, line in cur:
             if kind == 0:
                 claims[key] = person_id
