@@ -191,6 +191,8 @@ class NewPersonSealer:
             sealed: tuple[bytes, bytes, bytes | None, bytes] = self._native.seal(
                 person_id, random, email, name, password)
             return sealed
+        if len(random) < self.RANDOM or len(person_id) != 16:
+            raise ValueError("person_id is 16 bytes, random at least RANDOM")
         secret, n1, n2, n3 = random[:32], random[32:44], random[44:56], random[56:68]
         aead = AESGCM(secret)
         ad = _FIELD_AD + _HEADER_1 + person_id

@@ -152,9 +152,12 @@ static PyObject *sealer_seal(Sealer *self, PyObject *const *args, Py_ssize_t nar
         PyErr_SetString(PyExc_TypeError, "seal takes 5 arguments");
         return NULL;
     }
-    if (!PyBytes_CheckExact(args[0]) || PyBytes_GET_SIZE(args[0]) != ID
-        || !PyBytes_CheckExact(args[1]) || PyBytes_GET_SIZE(args[1]) < RANDOM) {
-        PyErr_SetString(PyExc_TypeError, "person_id is 16 bytes, random at least RANDOM");
+    if (!PyBytes_CheckExact(args[0]) || !PyBytes_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "person_id and random are bytes");
+        return NULL;
+    }
+    if (PyBytes_GET_SIZE(args[0]) != ID || PyBytes_GET_SIZE(args[1]) < RANDOM) {
+        PyErr_SetString(PyExc_ValueError, "person_id is 16 bytes, random at least RANDOM");
         return NULL;
     }
     const char *values[3];

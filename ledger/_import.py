@@ -483,7 +483,8 @@ class _RunIds:
     six bits the UUID layout fixes are found again by trying their 64 values; the tag makes
     a false match a 2**-58 event."""
 
-    _TAG = b"peoplelog/imp/1\x00"[:8]
+    _TAG = b"plimport"
+    """The first half of every block encrypted (the second is the line)."""
 
     def __init__(self) -> None:
         # ECB on purpose: single, distinct blocks (a block-by-block permutation)
@@ -789,8 +790,9 @@ def _b64(value: bytes) -> str:
 
 
 class _Sealer:
-    """Version 0 of new persons, as ``_write.prepare_new_person`` builds it (random id and
-    data key, field ciphertexts, wrapped key, CID), straight into binary COPY rows: in C
+    """Version 0 of new persons, as ``_write.prepare_new_person`` builds it (for the ids it
+    is given: a random data key, field ciphertexts, wrapped key, CID), straight into binary
+    COPY rows: in C
     (``ledger._native.NewPersonRows`` on ``fields.NewPersonSealer``) when built, else here,
     with the same bytes."""
 

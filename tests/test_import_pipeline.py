@@ -194,7 +194,7 @@ def test_the_c_sealer_lays_out_the_same_rows_as_the_python_one(
     assert sealed(native) == sealed(python)
 
 
-def test_the_sealer_takes_only_its_randomness(keyring: Keyring) -> None:
+def test_the_sealer_seals_the_ids_it_is_given_and_checks_its_inputs(keyring: Keyring) -> None:
     sealer = _Sealer(keyring, "blind", "import", None)
     row = _Row(1, normalise_email("a@example.org"), "A", None, None, None, None, bytes(32),
                None)

@@ -260,6 +260,15 @@ class TestFieldCipherVectors:
         assert sealed[3] == bytes.fromhex(wrapped["wrapped_hex"])
 
     @pytest.mark.parametrize("native", [True, False], ids=["c", "python"])
+    def test_the_bulk_sealer_refuses_short_randomness_or_ids(self, native: bool) -> None:
+        sealer = NewPersonSealer(kek(CIPHER["wrapped_key"]), native=native)
+        random = bytes(NewPersonSealer.RANDOM)
+        with pytest.raises(ValueError):
+            sealer.seal(bytes(16), random[:-1], b"e", b"n", None)
+        with pytest.raises(ValueError):
+            sealer.seal(bytes(15), random, b"e", b"n", None)
+
+    @pytest.mark.parametrize("native", [True, False], ids=["c", "python"])
     @pytest.mark.parametrize("password", [None, b"$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA"])
     def test_the_bulk_sealer_writes_the_same_formats(self, password: bytes | None,
                                                      native: bool) -> None:
