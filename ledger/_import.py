@@ -906,8 +906,8 @@ def _uuid4(random: bytes) -> bytes:
 
 def _native_rows(segments: tuple[bytes, ...], actor: str | None,
                  reason: str | None) -> Callable[..., _Sealed] | None:
-    if os.environ.get("PEOPLELOG_PURE_PYTHON", "") not in ("", "0"):
-        return None
+    """``NewPersonRows.rows``, asked for only when the C CID is in use (so built and not
+    disabled by ``PEOPLELOG_PURE_PYTHON``)."""
     try:
         from ._native import NewPersonRows  # noqa: PLC0415 - an optional C extension
     except ImportError:
