@@ -30,6 +30,7 @@ import csv
 import functools
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -72,7 +73,7 @@ from ._read import check_keyring
 from ._store import Database
 from ._time import now_micros, to_micros
 
-__all__ = ["BATCH_SIZE", "ImportSummary", "RowError", "import_people", "read_rows"]
+__all__ = ["BATCH_SIZE", "FIRST_BATCH", "ImportSummary", "RowError", "import_people", "read_rows"]
 
 Conn = psycopg.Connection[Any]
 COLUMNS = frozenset({"email", "name", "password", "password_hash", "verified_at",
@@ -90,6 +91,10 @@ BATCH_SIZE = 2500
 """Rows per batch (one transaction) by default. PostgreSQL spends noticeably less per row on
 COPYs of a few thousand rows than of a few hundred; a crash loses at most ``LANES`` batches
 (a re-run resumes), and a batch in flight holds a few MB."""
+FIRST_BATCH = 256
+"""Rows in the first batch by default; each next batch is twice as big, up to
+``BATCH_SIZE``. The server starts writing after a few milliseconds of reading, not after a
+whole batch (about 30 ms of a 20k-row import spent with one core idle)."""
 
 _BOM = b"\xef\xbb\xbf"
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,39}")
@@ -1095,10 +1100,23 @@ def _reject(summary: ImportSummary, errors: Iterable[RowError]) -> None:
             summary.errors.append(error)
 
 
-def _batches(records: Iterable[tuple[int, Any]], blind: _Digests, size: int,
+def _batch_sizes(batch_size: int | None) -> Iterator[int]:
+    """``batch_size`` rows per batch; by default ``FIRST_BATCH`` doubling to ``BATCH_SIZE``."""
+    if batch_size is not None:
+        yield from itertools.repeat(batch_size)
+        return
+    size = FIRST_BATCH
+    while size < BATCH_SIZE:
+        yield size
+        size *= 2
+    yield from itertools.repeat(BATCH_SIZE)
+
+
+def _batches(records: Iterable[tuple[int, Any]], blind: _Digests, sizes: Iterator[int],
              summary: ImportSummary) -> Iterator[list[_Row]]:
     batch: list[_Row] = []
     rows = summary.rows
+    size = next(sizes)
     try:
         for line, record in records:
             rows += 1
@@ -1111,6 +1129,7 @@ def _batches(records: Iterable[tuple[int, Any]], blind: _Digests, size: int,
                 summary.rows = rows  # counted per batch: a model's setattr is not free
                 yield batch
                 batch = []
+                size = next(sizes)
     finally:
         summary.rows = rows
     if batch:
@@ -1120,7 +1139,7 @@ def _batches(records: Iterable[tuple[int, Any]], blind: _Digests, size: int,
 def _check_file(records: Iterable[tuple[int, Any]], blind: _Digests,
                 summary: ImportSummary, seen: _Seen) -> None:
     """The strict import's first pass: every row valid, no email or external id twice."""
-    for batch in _batches(records, blind, 1000, summary):
+    for batch in _batches(records, blind, itertools.repeat(1000), summary):
         def check(conn: Conn, batch: list[_Row] = batch) -> None:
             prior = seen.lookup(conn, [key for row in batch for _, key in row.identities()])
             marks: list[tuple[bytes, int]] = []
@@ -1141,7 +1160,7 @@ def _check_file(records: Iterable[tuple[int, Any]], blind: _Digests,
 
 def import_people(database: Database, keyring: Keyring, records: Callable[[], Iterable[
         tuple[int, Any]]], *, update: bool = False, strict: bool = False,
-        batch_size: int = BATCH_SIZE, workers: int = 2, actor: str | None = "import",
+        batch_size: int | None = None, workers: int = 2, actor: str | None = "import",
         reason: str | None = None,
         progress: Callable[[int], None] | None = None) -> ImportSummary:
     """Import rows from ``records()`` (called once, twice with ``strict``: check, write).
@@ -1150,9 +1169,12 @@ def import_people(database: Database, keyring: Keyring, records: Callable[[], It
     in flight (``LANES`` at most), and a re-run skips what is already there. With
     ``strict`` the whole file is checked first and written in one transaction, or not at
     all.
+    ``batch_size`` rows make a batch; by default the first has ``FIRST_BATCH`` and each
+    next one twice as many, up to ``BATCH_SIZE``.
     ``progress`` is called with the number of rows read so far after each batch.
     """
-    if isinstance(batch_size, bool) or not 1 <= batch_size <= 100_000:
+    if batch_size is not None and (isinstance(batch_size, bool)
+                                   or not 1 <= batch_size <= 100_000):
         raise InvalidInput("batch size must be between 1 and 100000")
     started = time.monotonic()
     importer = _Importer(database, keyring, update=update, actor=actor, reason=reason,
@@ -1188,9 +1210,9 @@ def _finish(summary: ImportSummary, started: float) -> ImportSummary:
 
 
 def _write_all(importer: _Importer, records: Iterable[tuple[int, Any]],
-               summary: ImportSummary, *, batch_size: int, strict: bool,
+               summary: ImportSummary, *, batch_size: int | None, strict: bool,
                progress: Callable[[int], None] | None) -> None:
-    batches = _batches(records, importer.digests, batch_size, summary)
+    batches = _batches(records, importer.digests, _batch_sizes(batch_size), summary)
 
     def each(conn: Conn) -> None:
         for batch in batches:

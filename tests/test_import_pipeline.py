@@ -3,6 +3,7 @@ those of a batch-by-batch import, and what it writes decrypts and verifies."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import threading
@@ -23,9 +24,12 @@ from ledger import _write as _write_module
 from ledger._cid import cid_from_digest
 from ledger._import import (
     _RANDOM,
+    BATCH_SIZE,
+    FIRST_BATCH,
     LANES,
     MAX_MICROS,
     ImportSummary,
+    _batch_sizes,
     _cids_at_once,
     _Row,
     _RunIds,
@@ -83,6 +87,32 @@ def test_duplicates_in_batches_still_in_flight_are_found_by_line(
     assert ledger.get_person(ledger.find_person(f"{t}-a@example.org")).name == "A"
     assert check_projections(conn, keyring).ok
     assert verify_ledger(conn).ok
+
+
+def test_batches_start_small_and_double_unless_a_size_is_given(
+        database_url: str, keyring: Keyring, ledger: Ledger, conn: Conn,
+        tmp_path: Path) -> None:
+    default = list(itertools.islice(_batch_sizes(None), 8))
+    assert default[0] == FIRST_BATCH < BATCH_SIZE
+    assert all(b == min(2 * a, BATCH_SIZE) for a, b in itertools.pairwise(default))
+    assert default[-1] == BATCH_SIZE
+    assert list(itertools.islice(_batch_sizes(7), 3)) == [7, 7, 7]
+    t = uuid.uuid4().hex[:10]
+    rows = 3 * FIRST_BATCH + 5
+    path = _write(tmp_path / "ramp.jsonl", [{"email": f"{t}-{i}@example.org", "name": f"N{i}"}
+                                            for i in range(rows)])
+    database = Database(database_url, pool_size=1)
+    try:
+        seen: list[int] = []
+        summary = import_people(database, keyring, lambda: read_rows(path),
+                                progress=seen.append)
+    finally:
+        database.close()
+    assert (summary.imported, summary.rejected) == (rows, 0)
+    assert seen == [FIRST_BATCH, 3 * FIRST_BATCH, rows]
+    assert ledger.get_person(ledger.find_person(f"{t}-{rows - 1}@example.org")).name == (
+        f"N{rows - 1}")
+    assert check_projections(conn, keyring).ok
 
 
 def _blocked_by(conn: Conn, pid: int) -> bool:

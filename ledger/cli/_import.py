@@ -8,7 +8,7 @@ from typing import Any
 
 from fields import Keyring
 
-from .._import import BATCH_SIZE, LANES, import_people, read_rows
+from .._import import BATCH_SIZE, FIRST_BATCH, LANES, import_people, read_rows
 from .._store import Database, Settings
 from ._common import EXIT_OK, EXIT_USAGE, AddCommand, progress
 
@@ -53,8 +53,10 @@ def register(sub: Any, *, add: AddCommand, **_: Any) -> None:
                    help="rows whose external id or email exists become new versions")
     p.add_argument("--strict", action="store_true",
                    help="any bad row fails the whole import; nothing is written")
-    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, metavar="N",
-                   help=f"rows per batch (one transaction; default {BATCH_SIZE})")
+    p.add_argument("--batch-size", type=int, metavar="N",
+                   help=f"rows per batch (one transaction); by default the first batch has "
+                        f"{FIRST_BATCH} rows and each next one twice as many, up to "
+                        f"{BATCH_SIZE}")
     p.add_argument("--workers", type=int, metavar="N",
                    help="threads hashing plaintext passwords (default: the number of CPUs)")
     p.add_argument("--actor", default="import", help="recorded as the actor (plain text)")
