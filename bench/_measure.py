@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Result", "cli_env", "interleave", "interleave_chunks", "median", "peak_rss_mb",
-           "percentile", "rate", "say", "seconds"]
+__all__ = ["Result", "cli_env", "harness_frozen", "interleave", "interleave_chunks", "median",
+           "peak_rss_mb", "percentile", "rate", "say", "seconds"]
 
 
 def say(message: str) -> None:
@@ -73,13 +75,28 @@ def rate(count: int, work: Callable[[], object]) -> float:
     return count / (time.perf_counter() - started)
 
 
+@contextlib.contextmanager
+def harness_frozen() -> Iterator[None]:
+    """Keep the cyclic garbage collector off the harness's own objects while contenders
+    run: the precomputed baseline rows and the peer's aggregates are collected, then
+    frozen (``gc.freeze``), so a collection that a contender's allocations trigger walks
+    what that contender made, as it would in a process of its own, not the whole bench."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def interleave(reps: int, runs: Mapping[str, Callable[[], float]]) -> dict[str, list[float]]:
     """Run each measurement once per round, ``reps`` rounds, so that every contender sees
     the same background load; returns the samples per name (take the median)."""
     samples: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(reps):
-        for name, run in runs.items():
-            samples[name].append(run())
+    with harness_frozen():
+        for _ in range(reps):
+            for name, run in runs.items():
+                samples[name].append(run())
     return samples
 
 
@@ -90,13 +107,14 @@ def interleave_chunks(reps: int, chunks: int, count: int,
     chunk; each run returns the seconds its chunk took. Returns ops/s per round."""
     size = max(count // chunks, 1)
     samples: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(reps):
-        spent = dict.fromkeys(runs, 0.0)
-        for _ in range(chunks):
-            for name, run in runs.items():
-                spent[name] += run(size)
-        for name in runs:
-            samples[name].append(size * chunks / spent[name])
+    with harness_frozen():
+        for _ in range(reps):
+            spent = dict.fromkeys(runs, 0.0)
+            for _ in range(chunks):
+                for name, run in runs.items():
+                    spent[name] += run(size)
+            for name in runs:
+                samples[name].append(size * chunks / spent[name])
     return samples
 
 
