@@ -31,6 +31,7 @@ from ledger._import import (
     ImportSummary,
     _batch_sizes,
     _cids_at_once,
+    _json_document,
     _Row,
     _RunIds,
     _Sealer,
@@ -253,3 +254,27 @@ def test_a_run_knows_the_persons_it_created_and_from_which_line(
     assert other_run.lines(ids) == {}
     assert run.of(lines) == [i.bytes for i in ids]  # the same line, the same person
     assert "key" not in repr(run)
+
+
+_JSON_TEXT = st.one_of(
+    st.text(),
+    st.recursive(st.none() | st.booleans() | st.floats() | st.integers() | st.text(),
+                 lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+                 max_leaves=8).map(json.dumps),
+).flatmap(lambda doc: st.tuples(st.sampled_from(["", " ", "\t", "\r\n", "\x0c", "\xa0"]),
+                                st.just(doc),
+                                st.sampled_from(["", " ", "\n", "x", "{}", "\u2028"])))
+
+
+@given(_JSON_TEXT)
+def test_a_line_is_read_as_json_loads_reads_it(parts: tuple[str, str, str]) -> None:
+    text = "".join(parts)
+    try:
+        expected: tuple[str, Any] = ("document", json.loads(text))
+    except ValueError:
+        expected = ("error", None)
+    try:
+        got: tuple[str, Any] = ("document", _json_document(text))
+    except ValueError:
+        got = ("error", None)
+    assert repr(got) == repr(expected)  # repr: NaN is not equal to itself
