@@ -176,7 +176,7 @@ static void node_hash(const unsigned char *left, const unsigned char *right,
     in[0] = 0x01;
     memcpy(in + 1, left, 32);
     memcpy(in + 33, right, 32);
-    SHA256(in, sizeof in, out);
+    sha256(in, sizeof in, out);
 }
 
 static void frontier_append(Frontier *f, const unsigned char *leaf) {
@@ -193,7 +193,7 @@ static void frontier_append(Frontier *f, const unsigned char *leaf) {
 
 static void frontier_root(const Frontier *f, unsigned char *out) {
     if (f->n == 0) {
-        SHA256((const unsigned char *)"", 0, out);
+        sha256("", 0, out);
         return;
     }
     unsigned char node[32];
@@ -476,7 +476,7 @@ static int log_row(void *self_, Field *f) {
     self->expected = (int64_t)((uint64_t)position + 1); /* wraps only at 2**63 - 1 */
     unsigned char leaf[32];
     if (valid) {
-        SHA256(leaf_in, sizeof leaf_in, leaf);
+        sha256(leaf_in, sizeof leaf_in, leaf);
     } else { /* not a CID: the leaf of its text, as the Python scan does */
         SHA256_CTX ctx;
         SHA256_Init(&ctx);
