@@ -517,9 +517,12 @@ class _RunIds:
         """The ids of the persons created from ``lines``."""
         if not lines:
             return []
-        blocks = self._cipher.encryptor().update(
-            b"".join([self._TAG + line.to_bytes(8, "big") for line in lines]))
-        return [_uuid4(blocks[i:i + 16]) for i in range(0, len(blocks), 16)]
+        blocks = bytearray(self._cipher.encryptor().update(
+            b"".join([self._TAG + line.to_bytes(8, "big") for line in lines])))
+        blocks[6::16] = blocks[6::16].translate(_V4_VERSION)
+        blocks[8::16] = blocks[8::16].translate(_V4_VARIANT)
+        ids = bytes(blocks)
+        return [ids[i:i + 16] for i in range(0, len(ids), 16)]
 
     def lines(self, person_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
         """The line each of ``person_ids`` was created from by this run (others are left
@@ -544,6 +547,9 @@ class _RunIds:
         return found
 
 
+_V4_VERSION = bytes((byte & 0x0F) | 0x40 for byte in range(256))
+_V4_VARIANT = bytes((byte & 0x3F) | 0x80 for byte in range(256))
+"""Byte 6 and byte 8 of a block made a version 4 UUID's (version nibble, variant bits)."""
 _VERSION_COLUMN = [bytes((high << 4) | low for high in range(16) for _ in range(4))
                    for low in range(16)]
 _VARIANT_COLUMN = [bytes((high << 6) | low for _ in range(16) for high in range(4))
@@ -696,8 +702,6 @@ _Sealed = tuple[bytes, bytes, bytes, bytes, bytes | None]
 """One new person's rows for person_keys, people, people_latest, email_lookup and
 external_ids (None without an external id), laid out for binary COPY."""
 
-_UUID_MASK = ~((0xF000 << 64) | (0xC000 << 48))
-_UUID_V4 = (0x4000 << 64) | (0x8000 << 48)
 _RANDOM = NewPersonSealer.RANDOM
 """Random bytes per new person: its data key, four nonces."""
 _OP = Op.CREATED.value
@@ -917,11 +921,6 @@ class _Sealer:
                 lookup, external,
             ))
         return out
-
-
-def _uuid4(random: bytes) -> bytes:
-    """A version 4 UUID's 16 bytes from 16 random bytes."""
-    return ((int.from_bytes(random, "big") & _UUID_MASK) | _UUID_V4).to_bytes(16, "big")
 
 
 def _native_rows(segments: tuple[bytes, ...], actor: str | None,
