@@ -1251,14 +1251,20 @@ for the plan before it."""
 
 
 class _Lane:
-    """One connection and the thread that writes batches on it."""
+    """One connection and the thread that writes batches on it. The thread connects, so
+    the reading thread goes on meanwhile; its first batch waits for it there."""
 
     def __init__(self, conninfo: str) -> None:
-        self.database = Database(conninfo, pool_size=1)
         self.thread = ThreadPoolExecutor(max_workers=1,
                                          thread_name_prefix="peoplelog-import")
+        self._connected = self.thread.submit(Database, conninfo, pool_size=1)
         self.conn: Conn | None = None
         """The connection of the batch being written, for ``cancel``."""
+
+    @property
+    def database(self) -> Database:
+        """The lane's ``Database`` (raises what connecting raised)."""
+        return self._connected.result()
 
     def cancel(self) -> None:
         """Cancel the statement in flight (its batch's transaction rolls back)."""
@@ -1269,7 +1275,8 @@ class _Lane:
 
     def close(self) -> None:
         self.thread.shutdown(wait=True)
-        self.database.close()
+        if self._connected.exception() is None:
+            self.database.close()
 
 
 @dataclass
@@ -1354,7 +1361,8 @@ class _Pipeline:
             except _Retry:
                 return None
 
-        flight.future = flight.lane.thread.submit(flight.lane.database.run, write)
+        lane = flight.lane
+        flight.future = lane.thread.submit(lambda: lane.database.run(write))
         self.flights.append(flight)
 
     def land(self, flight: _Flight) -> None:
