@@ -89,7 +89,7 @@ class Sizes:
 
         return cls(
             scale=scale,
-            reps=int(os.environ.get("BENCH_REPS") or 3),
+            reps=int(os.environ.get("BENCH_REPS") or 5),
             appends=scaled(2_000, 200),
             append_persons=100,
             import_rows=scaled(20_000, 2_000),

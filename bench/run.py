@@ -3,7 +3,7 @@
 Prints a table on stdout and writes ``bench/results.json`` (``--out`` elsewhere). Sections:
 import, append, lookup, rebuild, verify, memory (default: all, in that order). Uses
 ``PEOPLELOG_DATABASE_URL`` when set, else a throwaway embedded pgserver; ``BENCH_SCALE``
-multiplies every size, ``BENCH_REPS`` sets the rounds per comparison (default 3).
+multiplies every size, ``BENCH_REPS`` sets the rounds per comparison (default 5).
 """
 
 from __future__ import annotations
