@@ -816,9 +816,8 @@ def _b64(value: bytes) -> str:
 class _Sealer:
     """Version 0 of new persons, as ``_write.prepare_new_person`` builds it (for the ids it
     is given: a random data key, field ciphertexts, wrapped key, CID), straight into binary
-    COPY rows: in C
-    (``ledger._native.NewPersonRows`` on ``fields.NewPersonSealer``) when built, else here,
-    with the same bytes."""
+    COPY rows: in C (``ledger._native.NewPersonRows`` on ``fields.NewPersonSealer``) when
+    built, else here, with the same bytes."""
 
     def __init__(self, keyring: Keyring, blind_key_id: str, actor: str | None,
                  reason: str | None, *, native: bool = True) -> None:
