@@ -37,7 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 lint: $(STAMP)
-	$(BIN)/ruff check ledger fields schema projections tests bench
+	$(BIN)/ruff check peoplelog schema fields ledger projections cli tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -21,11 +21,16 @@ from typing import Any
 
 import psycopg
 
-from fields import BlindIndex, DataKey, KeyPurpose, Keyring, normalise_email
-from ledger import Database, Ledger, cid_from_digest
-from ledger._import import BATCH_SIZE, FIRST_BATCH, import_people, read_rows
-from ledger._time import from_micros, now_micros
-from projections import CheckpointSigner, audit_database, make_checkpoint, rebuild_projections
+from peoplelog.fields import BlindIndex, DataKey, KeyPurpose, Keyring, normalise_email
+from peoplelog.ledger import Database, Ledger, cid_from_digest
+from peoplelog.ledger._import import BATCH_SIZE, FIRST_BATCH, import_people, read_rows
+from peoplelog.ledger._time import from_micros, now_micros
+from peoplelog.projections import (
+    CheckpointSigner,
+    audit_database,
+    make_checkpoint,
+    rebuild_projections,
+)
 
 from ._data import fill_ledger
 from ._env import Server
@@ -539,7 +544,7 @@ def bench_memory(b: Bench, verify_url: str | None) -> None:
     large_url = verify_url or make_verify_database(b, large, "verify")
     verify: list[tuple[float, float]] = []
     for url, rows in ((small_url, small), (large_url, large)):
-        mb, secs, out = peak_rss_mb([python, "-m", "ledger", "verify", "--json"],
+        mb, secs, out = peak_rss_mb([python, "-m", "peoplelog", "verify", "--json"],
                                     cli_env(url, str(b.keyring_file), str(home)))
         report = json.loads(out)
         if not report["ok"] or report["checked"] != rows:
@@ -554,7 +559,7 @@ def bench_memory(b: Bench, verify_url: str | None) -> None:
     for count in (n, 4 * n):
         path = write_jsonl(b.workdir / f"rss-{count}.jsonl", person_rows(count, f"rss{count}"))
         url = b.server.create_database("import_rss")
-        mb, secs, out = peak_rss_mb([python, "-m", "ledger", "import", str(path), "--json"],
+        mb, secs, out = peak_rss_mb([python, "-m", "peoplelog", "import", str(path), "--json"],
                                     cli_env(url, str(b.keyring_file), str(home)))
         summary = json.loads(out)
         if summary["imported"] != count:

@@ -12,8 +12,8 @@ from typing import Any
 
 import psycopg
 
-from ledger import Op, VersionRecord, version_cid
-from ledger._time import from_micros, now_micros
+from peoplelog.ledger import Op, VersionRecord, version_cid
+from peoplelog.ledger._time import from_micros, now_micros
 
 __all__ = ["fill_ledger"]
 

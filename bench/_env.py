@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from schema import apply_migrations
+from peoplelog.schema import apply_migrations
 
 __all__ = ["Server", "machine", "server"]
 

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fields import Keyring
-from ledger import Database, Ledger
-from ledger._import import import_people, read_rows
-from projections import audit_database, rebuild_projections
+from peoplelog.fields import Keyring
+from peoplelog.ledger import Database, Ledger
+from peoplelog.ledger._import import import_people, read_rows
+from peoplelog.projections import audit_database, rebuild_projections
 
 from ._cases import Bench, Sizes, make_verify_database, person_rows, write_jsonl
 from ._env import server

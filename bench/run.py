@@ -16,9 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fields import Keyring
-from ledger import Database
-from ledger._import import import_people, read_rows
+from peoplelog.fields import Keyring
+from peoplelog.ledger import Database
+from peoplelog.ledger._import import import_people, read_rows
 
 from ._cases import SECTIONS, Bench, Sizes, bench_memory, bench_verify, person_rows, write_jsonl
 from ._env import load_average, machine, server

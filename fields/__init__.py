@@ -1,11 +1,18 @@
-"""How a value is protected: keyring, field encryption, blind index, passwords."""
+"""How a value is protected: keyring, field encryption, blind index, passwords.
+
+Names are loaded on first use (PEP 562): importing the package costs nothing until
+one of them is asked for."""
 
 from __future__ import annotations
 
-from ._cipher import FIELDS, DataKey, NewPersonSealer
-from ._email import NORMALISATION_VERSION, BlindIndex, NormalisedEmail, normalise_email
-from ._keyring import KEYRING_FORMAT, REQUIRED_PURPOSES, Key, KeyPurpose, Keyring, keyring_path
-from ._password import MAX_PASSWORD, MIN_PASSWORD, PasswordHasher, check_password_policy
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._cipher import FIELDS, DataKey, NewPersonSealer
+    from ._email import NORMALISATION_VERSION, BlindIndex, NormalisedEmail, normalise_email
+    from ._keyring import KEYRING_FORMAT, REQUIRED_PURPOSES, Key, KeyPurpose, Keyring
+    from ._password import MAX_PASSWORD, MIN_PASSWORD, PasswordHasher, check_password_policy
 
 __all__ = [
     "FIELDS",
@@ -23,6 +30,27 @@ __all__ = [
     "NormalisedEmail",
     "PasswordHasher",
     "check_password_policy",
-    "keyring_path",
     "normalise_email",
 ]
+
+_SOURCES = {
+    "_cipher": ("FIELDS", "DataKey", "NewPersonSealer"),
+    "_email": ("NORMALISATION_VERSION", "BlindIndex", "NormalisedEmail", "normalise_email"),
+    "_keyring": ("KEYRING_FORMAT", "REQUIRED_PURPOSES", "Key", "KeyPurpose", "Keyring"),
+    "_password": ("MAX_PASSWORD", "MIN_PASSWORD", "PasswordHasher", "check_password_policy"),
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    target = module if module.startswith("peoplelog.") else f"{__name__}.{module}"
+    value = getattr(importlib.import_module(target), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -26,7 +26,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from schema import DecryptionFailed
+from peoplelog.schema import DecryptionFailed
 
 from ._keyring import Key, KeyPurpose
 

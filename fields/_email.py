@@ -8,7 +8,7 @@ import unicodedata
 
 import email_validator
 
-from schema import InvalidInput
+from peoplelog.schema import InvalidInput
 
 from ._keyring import Key, KeyPurpose
 

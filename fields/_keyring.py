@@ -1,4 +1,5 @@
-"""Named, versioned keys kept outside the database: a JSON file (mode 0600) or an env var."""
+"""Named, versioned keys kept outside the database: a JSON file (mode 0600), or the same
+document given by the deployment (``peoplelog.ledger.Settings`` says which)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from schema import KeyNotFound, KeyringError
+from peoplelog.schema import KeyNotFound, KeyringError
 
-__all__ = ["KEYRING_FORMAT", "Key", "KeyPurpose", "Keyring", "keyring_path"]
+__all__ = ["KEYRING_FORMAT", "Key", "KeyPurpose", "Keyring"]
 
 KEYRING_FORMAT = "peoplelog-keyring/1"
-_ENV_PATH = "PEOPLELOG_KEYRING"
-_ENV_JSON = "PEOPLELOG_KEYRING_JSON"
 
 
 class KeyPurpose(StrEnum):
@@ -250,17 +249,3 @@ class Keyring:
             raise KeyringError(f"keyring {path} already exists; refusing to overwrite") from None
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(self.to_json())
-
-    @classmethod
-    def from_environment(cls, home: Path, env: Mapping[str, str] | None = None) -> Keyring:
-        """``PEOPLELOG_KEYRING_JSON`` (the keyring itself), else the file at
-        ``PEOPLELOG_KEYRING``, else ``$PEOPLELOG_HOME/keyring.json``."""
-        env = os.environ if env is None else env
-        if env.get(_ENV_JSON):
-            return cls.from_json(env[_ENV_JSON], f"${_ENV_JSON}")
-        return cls.load(keyring_path(home, env))
-
-
-def keyring_path(home: Path, env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    return Path(env[_ENV_PATH]) if env.get(_ENV_PATH) else home / "keyring.json"

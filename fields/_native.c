@@ -218,7 +218,7 @@ static PyMethodDef sealer_methods[] = {
     {NULL}};
 
 static PyTypeObject SealerType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "fields._native.Sealer",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "peoplelog.fields._native.Sealer",
     .tp_basicsize = sizeof(Sealer),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Version-1 data keys and field ciphertexts of new persons (never shows a key).",
@@ -229,7 +229,7 @@ static PyTypeObject SealerType = {
 };
 
 static struct PyModuleDef native_module = {
-    PyModuleDef_HEAD_INIT, "fields._native",
+    PyModuleDef_HEAD_INIT, "peoplelog.fields._native",
     "New persons' field ciphertexts in C (see fields/_cipher.py).", -1, NULL};
 
 PyMODINIT_FUNC PyInit__native(void) {

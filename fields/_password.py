@@ -8,7 +8,7 @@ import re
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from schema import InvalidInput
+from peoplelog.schema import InvalidInput
 
 __all__ = [
     "MAX_PASSWORD",

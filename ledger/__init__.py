@@ -2,50 +2,59 @@
 
 The public API: ``Ledger`` for applications, the record and CID helpers for auditors'
 tools, and the error tree (``PeoplelogError`` and its subclasses).
-"""
+
+Names are loaded on first use (PEP 562): importing the package costs nothing until
+one of them is asked for."""
 
 from __future__ import annotations
 
-from schema import (
-    FORMAT_VERSION,
-    ChainBroken,
-    ConfigurationError,
-    Conflict,
-    DatabaseError,
-    DatabaseUnavailable,
-    DecryptionFailed,
-    EmailTaken,
-    HistoryEntry,
-    InvalidInput,
-    KeyNotFound,
-    KeyringError,
-    NotFound,
-    Op,
-    PeoplelogError,
-    PersonErased,
-    PersonNotFound,
-    PersonView,
-    VersionConflict,
-    VersionNotFound,
-    VersionRecord,
-    VersionRef,
-)
+import importlib
+from typing import TYPE_CHECKING
 
-from ._api import Ledger
-from ._cid import (
-    CID_PREFIX,
-    canonical_json,
-    cid_bytes,
-    cid_from_digest,
-    cid_of,
-    envelope,
-    envelope_bytes,
-    envelope_text,
-    parse_cid,
-    record_of_envelope,
-    version_cid,
-)
-from ._store import Database, Settings
+if TYPE_CHECKING:
+    from peoplelog.schema import (
+        FORMAT_VERSION,
+        ChainBroken,
+        ConfigurationError,
+        Conflict,
+        DatabaseError,
+        DatabaseUnavailable,
+        DecryptionFailed,
+        EmailTaken,
+        HistoryEntry,
+        InvalidInput,
+        KeyNotFound,
+        KeyringError,
+        NotFound,
+        Op,
+        PeoplelogError,
+        PersonErased,
+        PersonNotFound,
+        PersonView,
+        VersionConflict,
+        VersionNotFound,
+        VersionRecord,
+        VersionRef,
+    )
+
+    from ._api import KeysWanted, Ledger, connect
+    from ._cid import (
+        CID_PREFIX,
+        canonical_json,
+        cid_bytes,
+        cid_from_digest,
+        cid_of,
+        envelope,
+        envelope_bytes,
+        envelope_text,
+        parse_cid,
+        record_of_envelope,
+        version_cid,
+    )
+    from ._import import ImportSummary, RowError
+    from ._settings import Settings
+    from ._setup import StoreInit, init_store
+    from ._store import Database
 
 __all__ = [
     "CID_PREFIX",
@@ -59,9 +68,11 @@ __all__ = [
     "DecryptionFailed",
     "EmailTaken",
     "HistoryEntry",
+    "ImportSummary",
     "InvalidInput",
     "KeyNotFound",
     "KeyringError",
+    "KeysWanted",
     "Ledger",
     "NotFound",
     "Op",
@@ -69,7 +80,9 @@ __all__ = [
     "PersonErased",
     "PersonNotFound",
     "PersonView",
+    "RowError",
     "Settings",
+    "StoreInit",
     "VersionConflict",
     "VersionNotFound",
     "VersionRecord",
@@ -78,10 +91,42 @@ __all__ = [
     "cid_bytes",
     "cid_from_digest",
     "cid_of",
+    "connect",
     "envelope",
     "envelope_bytes",
     "envelope_text",
+    "init_store",
     "parse_cid",
     "record_of_envelope",
     "version_cid",
 ]
+
+_SOURCES = {
+    "peoplelog.schema": ("FORMAT_VERSION", "ChainBroken", "ConfigurationError", "Conflict",
+                         "DatabaseError", "DatabaseUnavailable", "DecryptionFailed", "EmailTaken",
+                         "HistoryEntry", "InvalidInput", "KeyNotFound", "KeyringError", "NotFound",
+                         "Op", "PeoplelogError", "PersonErased", "PersonNotFound", "PersonView",
+                         "VersionConflict", "VersionNotFound", "VersionRecord", "VersionRef"),
+    "_api": ("KeysWanted", "Ledger", "connect"),
+    "_cid": ("CID_PREFIX", "canonical_json", "cid_bytes", "cid_from_digest", "cid_of", "envelope",
+             "envelope_bytes", "envelope_text", "parse_cid", "record_of_envelope", "version_cid"),
+    "_import": ("ImportSummary", "RowError"),
+    "_settings": ("Settings",),
+    "_setup": ("StoreInit", "init_store"),
+    "_store": ("Database",),
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    target = module if module.startswith("peoplelog.") else f"{__name__}.{module}"
+    value = getattr(importlib.import_module(target), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

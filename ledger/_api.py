@@ -6,10 +6,10 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from fields import BlindIndex, KeyPurpose, Keyring, PasswordHasher, normalise_email
-from schema import (
+from peoplelog.fields import BlindIndex, KeyPurpose, Keyring, PasswordHasher, normalise_email
+from peoplelog.schema import (
     HistoryEntry,
     InvalidInput,
     PersonNotFound,
@@ -22,12 +22,14 @@ from schema import (
 
 from . import _read, _write
 from ._inputs import check_actor, check_name, check_person_id, check_reason, check_version
-from ._store import Conn, Cursor, Database, Settings
+from ._settings import Settings
+from ._store import Conn, Cursor, Database
 from ._time import now_micros
 
-__all__ = ["Ledger"]
+__all__ = ["KeysWanted", "Ledger", "connect"]
 
 T = TypeVar("T")
+KeysWanted = Literal["required", "optional", "none"]
 
 
 class Ledger:
@@ -60,16 +62,27 @@ class Ledger:
         *,
         settings: Settings | None = None,
         pool_size: int = 4,
-        require_keyring: bool = True,
+        keys: KeysWanted = "required",
     ) -> Ledger:
-        """Connect using explicit arguments, falling back to the environment."""
+        """Connect using explicit arguments, falling back to ``settings`` (by default the
+        environment, see ``Settings``).
+
+        ``keys`` says what to do when no ``keyring`` is given: ``"required"`` loads the
+        configured keyring (an error if there is none), ``"optional"`` loads it when one
+        is configured and present, ``"none"`` opens without keys (history, verification,
+        erasure).
+        """
         settings = settings or Settings.from_environment()
         if database_url is not None:
-            settings = Settings(home=settings.home, database_url=database_url)
+            settings = settings.with_database(database_url)
         if isinstance(keyring, (str, Path)):
             keyring = Keyring.load(keyring)
-        elif keyring is None and require_keyring:
-            keyring = Keyring.from_environment(settings.home)
+        elif keyring is None and keys == "required":
+            keyring = settings.keyring()
+        elif keyring is None and keys == "optional":
+            keyring = settings.keyring_if_present()
+        elif keys not in ("required", "optional", "none"):
+            raise InvalidInput("keys must be 'required', 'optional' or 'none'")
         return cls(Database.from_settings(settings, pool_size=pool_size), keyring)
 
     def close(self) -> None:
@@ -329,3 +342,21 @@ def _found(conn: Conn, person_id: uuid.UUID, cid: str) -> VersionRef | None:
     if row is None:
         return None
     return VersionRef(person_id=person_id, version=row[0], cid=cid, written=True)
+
+
+def connect(
+    database_url: str | None = None,
+    keyring: Keyring | str | Path | None = None,
+    *,
+    settings: Settings | None = None,
+    pool_size: int = 4,
+    keys: KeysWanted = "required",
+) -> Ledger:
+    """Open a ``Ledger`` (the shortcut for ``Ledger.open``, as ``psycopg.connect`` is for
+    ``Connection.connect``); use it as a context manager to close it.
+
+    >>> with peoplelog.connect() as ledger:               # doctest: +SKIP
+    ...     ref = ledger.create_person(email="ada@example.org", name="Ada")
+    """
+    return Ledger.open(database_url, keyring, settings=settings, pool_size=pool_size,
+                       keys=keys)

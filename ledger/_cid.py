@@ -20,7 +20,7 @@ from typing import Any
 import rfc8785
 from multiformats import CID
 
-from schema import InvalidInput, VersionRecord
+from peoplelog.schema import InvalidInput, VersionRecord
 
 __all__ = [
     "CID_PREFIX",

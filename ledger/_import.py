@@ -53,7 +53,7 @@ from psycopg import postgres, pq
 from psycopg.adapt import Dumper
 from pydantic import BaseModel
 
-from fields import (
+from peoplelog.fields import (
     NORMALISATION_VERSION,
     BlindIndex,
     KeyPurpose,
@@ -64,7 +64,14 @@ from fields import (
     check_password_policy,
     normalise_email,
 )
-from schema import FORMAT_VERSION, Conflict, DecryptionFailed, InvalidInput, Op, PeoplelogError
+from peoplelog.schema import (
+    FORMAT_VERSION,
+    Conflict,
+    DecryptionFailed,
+    InvalidInput,
+    Op,
+    PeoplelogError,
+)
 
 from . import _write
 from ._cid import CID_PREFIX, cid_from_digest, envelope_text, native_envelope_cid

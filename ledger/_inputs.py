@@ -5,7 +5,7 @@ from __future__ import annotations
 import unicodedata
 import uuid
 
-from schema import InvalidInput
+from peoplelog.schema import InvalidInput
 
 __all__ = [
     "MAX_ACTOR",

@@ -263,7 +263,7 @@ static PyMethodDef rows_methods[] = {
     {NULL}};
 
 static PyTypeObject NewPersonRowsType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "ledger._native.NewPersonRows",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "peoplelog.ledger._native.NewPersonRows",
     .tp_basicsize = sizeof(NewPersonRows),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "A bulk import's new persons as binary COPY tuples (see ledger/_import.py).",
@@ -279,7 +279,7 @@ static PyMethodDef native_methods[] = {
     {NULL}};
 
 static struct PyModuleDef native_module = {
-    PyModuleDef_HEAD_INIT, "ledger._native", "Version CIDs in C (see ledger/_cid.py).", -1,
+    PyModuleDef_HEAD_INIT, "peoplelog.ledger._native", "Version CIDs in C (see ledger/_cid.py).", -1,
     native_methods};
 
 PyMODINIT_FUNC PyInit__native(void) {

@@ -7,8 +7,8 @@ from typing import Any
 
 import psycopg
 
-from fields import BlindIndex, DataKey, KeyPurpose, Keyring, NormalisedEmail
-from schema import (
+from peoplelog.fields import BlindIndex, DataKey, KeyPurpose, Keyring, NormalisedEmail
+from peoplelog.schema import (
     HistoryEntry,
     KeyNotFound,
     KeyringError,

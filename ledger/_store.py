@@ -8,13 +8,11 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import os
 import random
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,7 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from schema import (
+from peoplelog.schema import (
     ConfigurationError,
     Conflict,
     DatabaseError,
@@ -32,7 +30,9 @@ from schema import (
     PeoplelogError,
 )
 
-__all__ = ["Database", "Settings", "translate_errors", "translated"]
+from ._settings import Settings
+
+__all__ = ["Database", "translate_errors", "translated"]
 
 log = logging.getLogger("peoplelog")
 T = TypeVar("T")
@@ -44,21 +44,6 @@ _RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 _LOST_WINDOW = 15.0
 """For how long (seconds) work whose connection was lost is retried on a new one: long
 enough for a server restart, short enough to report an outage."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Configuration read from the environment."""
-
-    home: Path
-    database_url: str | None
-
-    @classmethod
-    def from_environment(cls, env: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if env is None else env
-        home = Path(env.get("PEOPLELOG_HOME") or ".peoplelog").expanduser()
-        url = env.get("PEOPLELOG_DATABASE_URL") or env.get("DATABASE_URL") or None
-        return cls(home=home, database_url=url)
 
 
 _embedded: dict[Path, Any] = {}

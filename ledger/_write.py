@@ -14,8 +14,15 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from fields import BlindIndex, DataKey, KeyPurpose, Keyring, NormalisedEmail, normalise_email
-from schema import (
+from peoplelog.fields import (
+    BlindIndex,
+    DataKey,
+    KeyPurpose,
+    Keyring,
+    NormalisedEmail,
+    normalise_email,
+)
+from peoplelog.schema import (
     FORMAT_VERSION,
     Conflict,
     DecryptionFailed,

@@ -29,8 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from fields import Key, KeyPurpose
-from ledger import InvalidInput
+from peoplelog.fields import Key, KeyPurpose
+from peoplelog.ledger import InvalidInput
 
 __all__ = [
     "Checkpoint",

@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import psycopg
 
-from ledger import (
+from peoplelog.ledger import (
     FORMAT_VERSION,
     InvalidInput,
     Op,

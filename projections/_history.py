@@ -25,8 +25,8 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field
 
-from fields import DataKey, KeyPurpose, Keyring
-from ledger import (
+from peoplelog.fields import DataKey, KeyPurpose, Keyring
+from peoplelog.ledger import (
     DecryptionFailed,
     HistoryEntry,
     InvalidInput,
@@ -39,8 +39,8 @@ from ledger import (
     PersonView,
     VersionNotFound,
 )
-from ledger._inputs import check_actor, check_person_id, check_version
-from ledger._read import read_person
+from peoplelog.ledger._inputs import check_actor, check_person_id, check_version
+from peoplelog.ledger._read import read_person
 
 __all__ = [
     "DEFAULT_LIMIT",

@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 from pydantic import BaseModel
 
-from fields import (
+from peoplelog.fields import (
     NORMALISATION_VERSION,
     BlindIndex,
     DataKey,
@@ -33,8 +33,8 @@ from fields import (
     Keyring,
     normalise_email,
 )
-from ledger import ChainBroken, DecryptionFailed, InvalidInput, Op
-from ledger._read import check_keyring
+from peoplelog.ledger import ChainBroken, DecryptionFailed, InvalidInput, Op
+from peoplelog.ledger._read import check_keyring
 
 from ._verify import Finding
 

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 from pydantic import BaseModel
 
-from ledger import (
+from peoplelog.ledger import (
     ChainBroken,
     DatabaseError,
     InvalidInput,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from ledger import cid_bytes
+from peoplelog.ledger import cid_bytes
 
 __all__ = [
     "EMPTY_ROOT",

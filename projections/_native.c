@@ -401,7 +401,7 @@ static PyGetSetDef ChainScanner_getset[] = {
 
 static PyTypeObject ChainScannerType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "projections._native.ChainScanner",
+    .tp_name = "peoplelog.projections._native.ChainScanner",
     .tp_basicsize = sizeof(ChainScanner),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Recomputes CIDs and checks chain links over a binary COPY of people.",
@@ -661,7 +661,7 @@ static PyGetSetDef LogScanner_getset[] = {
 
 static PyTypeObject LogScannerType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "projections._native.LogScanner",
+    .tp_name = "peoplelog.projections._native.LogScanner",
     .tp_basicsize = sizeof(LogScanner),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Builds the RFC 9162 tree over a binary COPY of the log.",
@@ -675,7 +675,7 @@ static PyTypeObject LogScannerType = {
 /* ---------------------------------------------------------------- module */
 
 static struct PyModuleDef native_module = {
-    PyModuleDef_HEAD_INIT, "projections._native",
+    PyModuleDef_HEAD_INIT, "peoplelog.projections._native",
     "Verification scanners in C (see projections/_scan.py).", -1, NULL};
 
 PyMODINIT_FUNC PyInit__native(void) {

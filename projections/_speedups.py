@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import psycopg
 
-from ledger import FORMAT_VERSION, Op
+from peoplelog.ledger import FORMAT_VERSION, Op
 
 if TYPE_CHECKING:
     from ._native import ChainScanner, LogScanner

@@ -19,7 +19,7 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict
 from typing_extensions import Buffer
 
-from ledger import (
+from peoplelog.ledger import (
     FORMAT_VERSION,
     DatabaseError,
     InvalidInput,

@@ -1,27 +1,42 @@
-"""What peoplelog stores: SQL migrations, record models and the error tree."""
+"""What peoplelog stores: SQL migrations, record models and the error tree.
+
+Names are loaded on first use (PEP 562), so a caller that needs only the errors does not
+import the database driver.
+"""
 
 from __future__ import annotations
 
-from ._errors import (
-    ChainBroken,
-    ConfigurationError,
-    Conflict,
-    DatabaseError,
-    DatabaseUnavailable,
-    DecryptionFailed,
-    EmailTaken,
-    InvalidInput,
-    KeyNotFound,
-    KeyringError,
-    NotFound,
-    PeoplelogError,
-    PersonErased,
-    PersonNotFound,
-    VersionConflict,
-    VersionNotFound,
-)
-from ._migrate import Migration, apply_migrations, grant_app_role, migrations
-from ._models import FORMAT_VERSION, HistoryEntry, Op, PersonView, VersionRecord, VersionRef
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._migrate import Migration, apply_migrations, grant_app_role, migrations
+    from ._models import (
+        FORMAT_VERSION,
+        HistoryEntry,
+        Op,
+        PersonView,
+        VersionRecord,
+        VersionRef,
+    )
+    from .errors import (
+        ChainBroken,
+        ConfigurationError,
+        Conflict,
+        DatabaseError,
+        DatabaseUnavailable,
+        DecryptionFailed,
+        EmailTaken,
+        InvalidInput,
+        KeyNotFound,
+        KeyringError,
+        NotFound,
+        PeoplelogError,
+        PersonErased,
+        PersonNotFound,
+        VersionConflict,
+        VersionNotFound,
+    )
 
 __all__ = [
     "FORMAT_VERSION",
@@ -51,3 +66,27 @@ __all__ = [
     "grant_app_role",
     "migrations",
 ]
+
+_SOURCES = {
+    "_migrate": ("Migration", "apply_migrations", "grant_app_role", "migrations"),
+    "_models": ("FORMAT_VERSION", "HistoryEntry", "Op", "PersonView", "VersionRecord",
+                "VersionRef"),
+    "errors": ("ChainBroken", "ConfigurationError", "Conflict", "DatabaseError",
+               "DatabaseUnavailable", "DecryptionFailed", "EmailTaken", "InvalidInput",
+               "KeyNotFound", "KeyringError", "NotFound", "PeoplelogError", "PersonErased",
+               "PersonNotFound", "VersionConflict", "VersionNotFound"),
+}
+_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
+
+
+def __getattr__(name: str) -> object:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

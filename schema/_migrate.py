@@ -11,10 +11,11 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ._errors import ConfigurationError, InvalidInput
+from .errors import ConfigurationError, InvalidInput
 
 __all__ = ["Migration", "apply_migrations", "grant_app_role", "migrations"]
 
+_PACKAGE = __name__.rpartition(".")[0]
 _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 _LOCK_KEY = 0x70656F706C656C6F  # "peoplelo": serialises concurrent `init` runs
 
@@ -33,7 +34,7 @@ class Migration:
 def migrations() -> list[Migration]:
     """The migrations shipped with this release, in order."""
     found: list[Migration] = []
-    for entry in resources.files("schema").joinpath("migrations").iterdir():
+    for entry in resources.files(_PACKAGE).joinpath("migrations").iterdir():
         match = _NAME.match(entry.name)
         if match:
             found.append(Migration(int(match[1]), match[2], entry.read_text("utf-8")))

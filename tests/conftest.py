@@ -21,9 +21,9 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from fields import Keyring
-from ledger import Database, Ledger
-from schema import apply_migrations
+from peoplelog.fields import Keyring
+from peoplelog.ledger import Database, Ledger
+from peoplelog.schema import apply_migrations
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,7 +119,7 @@ class Cli:
                  env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
         data = stdin.encode() if isinstance(stdin, str) else stdin
         proc = subprocess.run(
-            [sys.executable, "-m", "ledger", *args], input=data, capture_output=True,
+            [sys.executable, "-m", "peoplelog", *args], input=data, capture_output=True,
             env={**self.env, **(env or {})}, timeout=timeout, check=False, cwd=ROOT,
         )
         return CliResult(proc.returncode, proc.stdout.decode("utf-8", "replace"),

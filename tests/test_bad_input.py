@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from fields import DataKey, Key, KeyPurpose, Keyring
-from ledger import (
+from peoplelog.fields import DataKey, Key, KeyPurpose, Keyring
+from peoplelog.ledger import (
     ConfigurationError,
     Database,
     DatabaseUnavailable,
@@ -35,10 +35,11 @@ from ledger import (
     Ledger,
     PeoplelogError,
     PersonNotFound,
+    Settings,
     VersionNotFound,
     VersionRef,
 )
-from ledger._inputs import MAX_ACTOR, MAX_NAME, MAX_REASON
+from peoplelog.ledger._inputs import MAX_ACTOR, MAX_NAME, MAX_REASON
 
 Conn = psycopg.Connection[Any]
 TABLES = ("people", "people_latest", "email_lookup", "person_keys")
@@ -106,7 +107,7 @@ class Run:
 def run_cli(env: dict[str, str], *args: str | bytes, stdin: bytes | None = None,
             extra_env: dict[str, str] | None = None) -> Run:
     done = subprocess.run(
-        [sys.executable, "-m", "ledger", *args], input=stdin, capture_output=True,
+        [sys.executable, "-m", "peoplelog", *args], input=stdin, capture_output=True,
         env={**env, **(extra_env or {})}, timeout=120, check=False, cwd=ROOT,
     )
     return Run(done.returncode, done.stdout.decode("utf-8", "replace"),
@@ -436,7 +437,8 @@ class TestKeyring:
             Keyring.load(path)
         assert_clear(info.value, str(path), problem)
         with pytest.raises(KeyringError):
-            Keyring.from_environment(tmp_path, {"PEOPLELOG_KEYRING_JSON": text or " "})
+            Settings.from_environment({"PEOPLELOG_HOME": str(tmp_path),
+                                       "PEOPLELOG_KEYRING_JSON": text or " "}).keyring()
 
     def test_corrupt_via_cli(self, tmp_path: Path, cli_env: dict[str, str],
                              conn: Conn) -> None:

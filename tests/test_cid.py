@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 from multiformats import CID
 from psycopg.types.string import TextLoader
 
-import ledger
-from ledger import InvalidInput, Ledger, VersionRecord, VersionRef
+import peoplelog.ledger as ledger
+from peoplelog.ledger import InvalidInput, Ledger, VersionRecord, VersionRef
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMAT_DOC = ROOT / "docs" / "FORMAT.md"

@@ -22,9 +22,9 @@ import pytest
 from conftest import ROOT, Cli, CliResult, create_database, drop_database
 from psycopg import sql
 
-from fields import Keyring
-from ledger import Ledger
-from schema import migrations
+from peoplelog.fields import Keyring
+from peoplelog.ledger import Ledger
+from peoplelog.schema import migrations
 
 CID_TEXT = re.compile(r"^bafkrei[a-z2-7]{52}$")
 UUID_TEXT = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -763,7 +763,7 @@ def test_errors_are_one_line_on_stderr(cli: Cli, database_url: str, args: list[s
 
 def test_invalid_utf8_in_argv(cli_env: dict[str, str], database_url: str) -> None:
     before = count_rows(database_url)
-    argv: list[str | bytes] = [sys.executable, "-m", "ledger", "person", "create", "--email",
+    argv: list[str | bytes] = [sys.executable, "-m", "peoplelog", "person", "create", "--email",
                                "bytes@example.org", "--name"]
     for as_json in (True, False):
         result = run([*argv, b"bad-\xff-name", *(["--json"] if as_json else [])], cli_env)

@@ -23,8 +23,8 @@ import psycopg
 import pytest
 from conftest import ROOT, Cli
 
-from fields import Keyring
-from ledger import Database, Ledger, VersionConflict, VersionRef
+from peoplelog.fields import Keyring
+from peoplelog.ledger import Database, Ledger, VersionConflict, VersionRef
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +92,7 @@ def head_held(url: str, person_id: str) -> Iterator[Callable[[int, Callable[[], 
 
 def _spawn(cli: Cli, args: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "ledger", *args], env=cli.env, cwd=ROOT,
+        [sys.executable, "-m", "peoplelog", *args], env=cli.env, cwd=ROOT,
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
 

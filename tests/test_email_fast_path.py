@@ -6,8 +6,8 @@ import email_validator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fields import normalise_email
-from fields._email import MAX_LOCAL_PART, _simple
+from peoplelog.fields import normalise_email
+from peoplelog.fields._email import MAX_LOCAL_PART, _simple
 
 ATOM = st.from_regex(r"[A-Za-z0-9_+-]{1,16}", fullmatch=True)
 LABEL = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9-]{0,10}[A-Za-z0-9])?", fullmatch=True) | (

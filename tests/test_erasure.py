@@ -21,8 +21,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from fields import FIELDS, BlindIndex, DataKey, Key, KeyPurpose, Keyring, normalise_email
-from ledger import (
+from peoplelog.fields import FIELDS, BlindIndex, DataKey, Key, KeyPurpose, Keyring, normalise_email
+from peoplelog.ledger import (
     DecryptionFailed,
     InvalidInput,
     Ledger,
@@ -31,7 +31,7 @@ from ledger import (
     PersonNotFound,
     VersionRef,
 )
-from projections import verify_ledger
+from peoplelog.projections import verify_ledger
 
 Conn = psycopg.Connection[Any]
 TABLES = ("people", "people_latest", "email_lookup", "person_keys")

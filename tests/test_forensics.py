@@ -16,15 +16,15 @@ import psycopg
 import pytest
 from conftest import Cli, CliResult
 
-from fields import Keyring
-from ledger import (
+from peoplelog.fields import Keyring
+from peoplelog.ledger import (
     Database,
     InvalidInput,
     Ledger,
     PersonNotFound,
     VersionNotFound,
 )
-from projections import (
+from peoplelog.projections import (
     ChangesPage,
     Forensics,
     changes,

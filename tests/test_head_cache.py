@@ -14,8 +14,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from fields import Keyring
-from ledger import (
+from peoplelog.fields import Keyring
+from peoplelog.ledger import (
     Database,
     DecryptionFailed,
     KeyNotFound,
@@ -24,8 +24,8 @@ from ledger import (
     VersionConflict,
     VersionRef,
 )
-from ledger._write import HeadCache
-from projections import verify_ledger
+from peoplelog.ledger._write import HeadCache
+from peoplelog.projections import verify_ledger
 
 Conn = psycopg.Connection[Any]
 

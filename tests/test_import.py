@@ -30,11 +30,11 @@ import pytest
 from conftest import ROOT, Cli, CliResult, create_database, drop_database
 from psycopg import sql
 
-from fields import BlindIndex, KeyPurpose, Keyring, PasswordHasher, normalise_email
-from ledger import Database, Ledger, PersonNotFound, _read, _write
-from ledger._import import ImportSummary, import_people, read_rows
-from projections import check_projections, verify_ledger
-from schema import InvalidInput, apply_migrations
+from peoplelog.fields import BlindIndex, KeyPurpose, Keyring, PasswordHasher, normalise_email
+from peoplelog.ledger import Database, Ledger, PersonNotFound, _read, _write
+from peoplelog.ledger._import import ImportSummary, import_people, read_rows
+from peoplelog.projections import check_projections, verify_ledger
+from peoplelog.schema import InvalidInput, apply_migrations
 
 Conn = psycopg.Connection[Any]
 TABLES = ("people", "people_latest", "email_lookup", "external_ids", "person_keys")
@@ -480,7 +480,7 @@ def _interrupt_midway(url: str, cli: Cli, path: Path, sig: int, rows: int,
     """Start the import, send ``sig`` once a few batches are in, wait until the database
     has no session of it left; return the rows committed and the process outcome."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ledger", "import", str(path), "--batch-size", str(batch),
+        [sys.executable, "-m", "peoplelog", "import", str(path), "--batch-size", str(batch),
          "--json"], env=cli.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     with psycopg.connect(url, autocommit=True) as conn:
         def people() -> int:
@@ -755,7 +755,7 @@ class TestOutput:
         leader, follower = pty.openpty()
         fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "ledger", "import", str(path), "--json",
+            [sys.executable, "-m", "peoplelog", "import", str(path), "--json",
              "--batch-size", "100"],
             env=cli.env, cwd=ROOT, stdout=subprocess.PIPE, stderr=follower)
         os.close(follower)
@@ -856,7 +856,7 @@ class TestConcurrentWriters:
         url, cli = fresh
         rows = 3000
         path = _big_file(tmp_path / "twice.jsonl", rows, tag())
-        command = [sys.executable, "-m", "ledger", "import", str(path), "--json",
+        command = [sys.executable, "-m", "peoplelog", "import", str(path), "--json",
                    "--batch-size", "100"]
         procs = [subprocess.Popen(command, env=cli.env, cwd=ROOT, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE) for _ in range(2)]
@@ -888,7 +888,7 @@ class TestConcurrentWriters:
             with gate.transaction():
                 gate.execute("LOCK TABLE email_lookup IN SHARE MODE")
                 procs = [subprocess.Popen(
-                    [sys.executable, "-m", "ledger", "import", str(path), "--json",
+                    [sys.executable, "-m", "peoplelog", "import", str(path), "--json",
                      "--batch-size", str(rows)], env=cli.env, cwd=ROOT,
                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
                     for path in (forward, backward)]

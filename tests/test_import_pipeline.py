@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from fields import BlindIndex, KeyPurpose, Keyring, normalise_email
-from ledger import Database, Ledger
-from ledger import _write as _write_module
-from ledger._cid import cid_from_digest
-from ledger._import import (
+from peoplelog.fields import BlindIndex, KeyPurpose, Keyring, normalise_email
+from peoplelog.ledger import Database, Ledger
+from peoplelog.ledger import _write as _write_module
+from peoplelog.ledger._cid import cid_from_digest
+from peoplelog.ledger._import import (
     _RANDOM,
     BATCH_SIZE,
     FIRST_BATCH,
@@ -38,9 +38,9 @@ from ledger._import import (
     import_people,
     read_rows,
 )
-from ledger._inputs import check_name
-from projections import check_projections, verify_ledger
-from schema import InvalidInput
+from peoplelog.ledger._inputs import check_name
+from peoplelog.projections import check_projections, verify_ledger
+from peoplelog.schema import InvalidInput
 
 Conn = psycopg.Connection[Any]
 

@@ -26,16 +26,16 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fields import Key, KeyPurpose, Keyring
-from ledger import InvalidInput
-from projections import (
+from peoplelog.fields import Key, KeyPurpose, Keyring
+from peoplelog.ledger import InvalidInput
+from peoplelog.projections import (
     Checkpoint,
     CheckpointSigner,
     InclusionProof,
     VerifierKey,
     parse_checkpoint,
 )
-from projections._merkle import (
+from peoplelog.projections._merkle import (
     EMPTY_ROOT,
     Frontier,
     RangeHasher,
@@ -98,7 +98,7 @@ def test_the_vector_file_is_what_the_generator_writes() -> None:
 
 def test_the_generator_imports_no_peoplelog_code() -> None:
     source = (VECTORS / "generate_merkle.py").read_text(encoding="utf-8")
-    for package in ("ledger", "fields", "schema", "projections"):
+    for package in ("peoplelog", "ledger", "fields", "schema", "projections"):
         assert f"import {package}" not in source
         assert f"from {package}" not in source
 

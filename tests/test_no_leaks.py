@@ -20,9 +20,16 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from fields import BlindIndex, DataKey, KeyPurpose, Keyring, PasswordHasher, normalise_email
-from ledger import Database, Ledger, PeoplelogError, VersionRef, _read
-from ledger._write import Change
+from peoplelog.fields import (
+    BlindIndex,
+    DataKey,
+    KeyPurpose,
+    Keyring,
+    PasswordHasher,
+    normalise_email,
+)
+from peoplelog.ledger import Database, Ledger, PeoplelogError, VersionRef, _read
+from peoplelog.ledger._write import Change
 
 Conn = psycopg.Connection[Any]
 

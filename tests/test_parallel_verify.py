@@ -11,10 +11,10 @@ import psycopg
 import pytest
 from conftest import create_database, drop_database
 
-from fields import KeyPurpose, Keyring
-from ledger import Database, Ledger
-from projections import CheckpointSigner, audit_database, make_checkpoint
-from schema import apply_migrations
+from peoplelog.fields import KeyPurpose, Keyring
+from peoplelog.ledger import Database, Ledger
+from peoplelog.projections import CheckpointSigner, audit_database, make_checkpoint
+from peoplelog.schema import apply_migrations
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_two_cores_find_what_one_finds(damaged: str) -> None:
 
 def test_cli_verify_uses_workers(damaged: str, tmp_path: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "ledger", "verify", "--workers", "2", "--json"],
+        [sys.executable, "-m", "peoplelog", "verify", "--workers", "2", "--json"],
         capture_output=True, text=True, check=False, timeout=120,
         env={"PEOPLELOG_DATABASE_URL": damaged, "PEOPLELOG_HOME": str(tmp_path),
              "PATH": "/usr/bin:/bin"},

@@ -22,17 +22,17 @@ import psycopg
 import pytest
 from conftest import Cli, CliResult, create_database, drop_database
 
-from fields import BlindIndex, KeyPurpose, Keyring, normalise_email
-from ledger import ChainBroken, Database, Ledger, Op, VersionRecord, version_cid
-from ledger._write import load_data_key
-from projections import (
+from peoplelog.fields import BlindIndex, KeyPurpose, Keyring, normalise_email
+from peoplelog.ledger import ChainBroken, Database, Ledger, Op, VersionRecord, version_cid
+from peoplelog.ledger._write import load_data_key
+from peoplelog.projections import (
     ProjectionReport,
     RebuildReport,
     check_projections,
     rebuild_projections,
     verify_ledger,
 )
-from schema import apply_migrations
+from peoplelog.schema import apply_migrations
 
 Conn = psycopg.Connection[Any]
 

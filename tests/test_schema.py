@@ -14,9 +14,9 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from fields import Keyring
-from ledger import Database, InvalidInput, Ledger, VersionRef
-from schema import apply_migrations, migrations
+from peoplelog.fields import Keyring
+from peoplelog.ledger import Database, InvalidInput, Ledger, VersionRef
+from peoplelog.schema import apply_migrations, migrations
 
 TABLES = ("people", "people_latest", "email_lookup", "person_keys")
 FAKE_CID = "bafkrei" + "a" * 52

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from ledger import Ledger
+from peoplelog.ledger import Ledger
 
 
 def test_create_and_read(ledger: Ledger) -> None:

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-import ledger
-from fields import BlindIndex, DataKey, Key, KeyPurpose, NewPersonSealer, normalise_email
-from schema import DecryptionFailed, InvalidInput, VersionRecord
+import peoplelog.ledger as ledger
+from peoplelog.fields import BlindIndex, DataKey, Key, KeyPurpose, NewPersonSealer, normalise_email
+from peoplelog.schema import DecryptionFailed, InvalidInput, VersionRecord
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 
@@ -62,7 +62,7 @@ def test_the_vector_files_are_what_the_generator_writes() -> None:
 
 def test_the_generator_imports_no_peoplelog_code() -> None:
     source = (VECTORS / "generate.py").read_text(encoding="utf-8")
-    for package in ("ledger", "fields", "schema", "projections"):
+    for package in ("peoplelog", "ledger", "fields", "schema", "projections"):
         assert f"import {package}" not in source
         assert f"from {package}" not in source
 

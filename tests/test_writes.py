@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from fields import Keyring, PasswordHasher
-from ledger import (
+from peoplelog.fields import Keyring, PasswordHasher
+from peoplelog.ledger import (
     Database,
     DecryptionFailed,
     EmailTaken,
@@ -26,7 +26,7 @@ from ledger import (
     VersionConflict,
     VersionRef,
 )
-from projections import verify_ledger
+from peoplelog.projections import verify_ledger
 
 Conn = psycopg.Connection[Any]
 TABLES = ("people", "people_latest", "email_lookup", "person_keys")

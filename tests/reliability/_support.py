@@ -25,8 +25,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from fields import Keyring
-from projections import check_projections, verify_ledger
+from peoplelog.fields import Keyring
+from peoplelog.projections import check_projections, verify_ledger
 
 Conn = psycopg.Connection[Any]
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,7 +157,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def cli_verify(env: dict[str, str], *extra: str) -> subprocess.CompletedProcess[str]:
     """``peoplelog verify --json`` as an auditor runs it."""
-    return subprocess.run([sys.executable, "-m", "ledger", "verify", "--json", *extra],
+    return subprocess.run([sys.executable, "-m", "peoplelog", "verify", "--json", *extra],
                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=300,
                           check=False)
 
@@ -181,9 +181,9 @@ class Run:
 
 
 def run_main(env: dict[str, str], argv: list[str], stdin: bytes = b"") -> Run:
-    """``ledger.cli.main(argv)`` with ``env``'s PEOPLELOG_* settings, stdout and stderr
+    """``peoplelog.cli.main(argv)`` with ``env``'s PEOPLELOG_* settings, stdout and stderr
     captured and ``stdin`` as standard input. Usage errors (SystemExit) give their code."""
-    from ledger.cli import main  # noqa: PLC0415 - keep this module light for the workers
+    from peoplelog.cli import main  # noqa: PLC0415 - keep this module light for the workers
 
     saved = {key: os.environ.get(key) for key in env if key.startswith("PEOPLELOG_")}
     out, err = io.StringIO(), io.StringIO()

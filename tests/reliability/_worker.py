@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import psycopg
 
 if TYPE_CHECKING:
-    from ledger import Ledger
+    from peoplelog.ledger import Ledger
 
 # The peoplelog modules are imported only by the modes that call the API: a worker that
 # drives the CLI starts in a fraction of the time.
@@ -65,7 +65,7 @@ def head(conn: psycopg.Connection[Any], person_id: str) -> int:
 
 
 def cli_update(person_id: str, args: list[str]) -> tuple[int, dict[str, Any]]:
-    done = subprocess.run([sys.executable, "-m", "ledger", "person", "update", person_id,
+    done = subprocess.run([sys.executable, "-m", "peoplelog", "person", "update", person_id,
                            *args, "--json"], capture_output=True, text=True, timeout=300,
                           check=False)
     if done.returncode == 0:
@@ -81,8 +81,8 @@ def cli_update(person_id: str, args: list[str]) -> tuple[int, dict[str, Any]]:
 
 
 def open_ledger(args: argparse.Namespace) -> Ledger:
-    from fields import Keyring  # noqa: PLC0415 - see above
-    from ledger import Database, Ledger  # noqa: PLC0415
+    from peoplelog.fields import Keyring  # noqa: PLC0415 - see above
+    from peoplelog.ledger import Database, Ledger  # noqa: PLC0415
 
     ledger = Ledger(Database(args.url, pool_size=1), Keyring.load(args.keyring))
     ledger.keyring  # noqa: B018 - load and check the keyring before the clock starts
@@ -90,6 +90,8 @@ def open_ledger(args: argparse.Namespace) -> Ledger:
 
 
 def concurrent(args: argparse.Namespace) -> None:
+    from peoplelog.cli import exit_code  # noqa: PLC0415 - see above
+
     log = Log(args.out, args.worker)
     ledger = open_ledger(args) if args.mode == "api" else None
     conn = psycopg.connect(args.url, autocommit=True)
@@ -116,7 +118,7 @@ def concurrent(args: argparse.Namespace) -> None:
             except Exception as exc:  # PeoplelogError or not: reported, the test judges
                 log.write("fail", op=op, target=target,
                           error=getattr(exc, "kind", f"unexpected {type(exc).__name__}"),
-                          exit=getattr(exc, "exit_code", -1), message=str(exc)[:300])
+                          exit=exit_code(exc), message=str(exc)[:300])
                 continue
             result = ref.model_dump(mode="json")
         else:

@@ -27,8 +27,8 @@ from _support import (
     size,
 )
 
-from fields import Keyring
-from ledger import Ledger
+from peoplelog.fields import Keyring
+from peoplelog.ledger import Ledger
 
 pytestmark = pytest.mark.slow
 WORKER = Path(__file__).resolve().parent / "_worker.py"

@@ -47,15 +47,15 @@ from _support import (
 from conftest import create_database, drop_database
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from fields import Keyring
-from ledger import (
+from peoplelog.fields import Keyring
+from peoplelog.ledger import (
     Database,
     DatabaseUnavailable,
     Ledger,
     PeoplelogError,
     VersionRef,
 )
-from schema import apply_migrations
+from peoplelog.schema import apply_migrations
 
 pytestmark = pytest.mark.slow
 Conn = psycopg.Connection[Any]
@@ -180,7 +180,7 @@ def test_sigkill_during_cli_updates(database_url: str, keyring: Keyring, ledger:
     with psycopg.connect(database_url, autocommit=True) as conn:
         for run in range(runs):
             proc = subprocess.Popen(
-                [sys.executable, "-m", "ledger", "person", "update", pid, "--name",
+                [sys.executable, "-m", "peoplelog", "person", "update", pid, "--name",
                  f"CLI crash {run}", "--expect-version", str(head), "--json"],
                 env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, text=True)
@@ -259,7 +259,7 @@ def _assert_imported_once(conn: Conn, rows: int | None) -> dict[str, int]:
 
 def _run_import(env: dict[str, str], path: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "ledger", "import", str(path), "--batch-size", "100",
+        [sys.executable, "-m", "peoplelog", "import", str(path), "--batch-size", "100",
          "--json"], env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
 
@@ -454,7 +454,7 @@ def _in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "ledger", *args, "--json"], env=env,
+    return subprocess.Popen([sys.executable, "-m", "peoplelog", *args, "--json"], env=env,
                             cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
@@ -699,7 +699,7 @@ def test_commit_acknowledgement_lost(server: Server, server_db: str, keyring: Ke
             before = counts(conn)
             proxy.arm(after=b"INSERT INTO people ")  # the update's COMMIT, no other
             done = subprocess.run(
-                [sys.executable, "-m", "ledger", "person", "update", str(pid), "--name",
+                [sys.executable, "-m", "peoplelog", "person", "update", str(pid), "--name",
                  "Ack CLI", "--expect-version", str(version), "--json"], env=env, cwd=ROOT,
                 capture_output=True, text=True, timeout=120, check=False)
             assert proxy.cuts == len(outcomes) + 1
@@ -810,7 +810,7 @@ def test_server_restarted_mid_run(server: Server, server_db: str, keyring: Keyri
                 down = time.monotonic()
                 if n == 0:  # a CLI write while the server is down: one clear line
                     cli_down = subprocess.run(
-                        [sys.executable, "-m", "ledger", "person", "update",
+                        [sys.executable, "-m", "peoplelog", "person", "update",
                          str(persons[0]), "--name", "while down", "--json"], env=env, cwd=ROOT,
                         capture_output=True, text=True, timeout=120, check=False)
                 time.sleep(rng.uniform(0.2, 1.5))

@@ -46,8 +46,8 @@ from _support import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fields import KeyPurpose, Keyring
-from ledger import (
+from peoplelog.fields import KeyPurpose, Keyring
+from peoplelog.ledger import (
     InvalidInput,
     KeyringError,
     Ledger,
@@ -60,7 +60,7 @@ from ledger import (
     cid_of,
     parse_cid,
 )
-from projections import (
+from peoplelog.projections import (
     Checkpoint,
     CheckpointSigner,
     InclusionProof,
@@ -894,7 +894,7 @@ def test_checkpoints(signed: Signed, target: Target, cli_env: dict[str, str],
     figures = Figures("hostile input", "checkpoints")
     tally: Counter[str] = Counter()
     original = parse_checkpoint(signed.checkpoint)
-    from projections import VerifierKey  # noqa: PLC0415
+    from peoplelog.projections import VerifierKey  # noqa: PLC0415
 
     key = VerifierKey.parse(signed.key_text)
     held = tmp_path / "held.txt"
@@ -1093,7 +1093,7 @@ def mutated_proofs(draw: st.DrawFn, proof: dict[str, Any]) -> str:
 def test_inclusion_proofs(signed: Signed, cli_env: dict[str, str]) -> None:
     figures = Figures("hostile input", "inclusion_proofs")
     tally: Counter[str] = Counter()
-    from projections import VerifierKey  # noqa: PLC0415
+    from peoplelog.projections import VerifierKey  # noqa: PLC0415
 
     key = VerifierKey.parse(signed.key_text)
     good = signed.proof

@@ -25,16 +25,16 @@ import pytest
 from _support import ROOT, Figures, counts
 from conftest import create_database, drop_database
 
-from fields import DataKey, Key, KeyPurpose, Keyring
-from ledger import (
+from peoplelog.fields import DataKey, Key, KeyPurpose, Keyring
+from peoplelog.ledger import (
     Database,
     DecryptionFailed,
     KeyNotFound,
     Ledger,
     PeoplelogError,
 )
-from projections import history_with_values, verify_ledger
-from schema import apply_migrations
+from peoplelog.projections import history_with_values, verify_ledger
+from peoplelog.schema import apply_migrations
 
 Conn = psycopg.Connection[Any]
 PASSWORD = "keys-test-Passw0rd"
@@ -106,7 +106,7 @@ def _check_every_reader(damaged: Damaged, pid: uuid.UUID, email: str,
     assert ledger.find_person(email) == pid  # the lookup needs no data key
     for argv in (["person", "show", str(pid)], ["person", "history", str(pid)],
                  ["person", "update", str(pid), "--name", "Changed"]):
-        done = subprocess.run([sys.executable, "-m", "ledger", *argv, "--json"],
+        done = subprocess.run([sys.executable, "-m", "peoplelog", *argv, "--json"],
                               env=damaged.env, cwd=ROOT, capture_output=True, text=True,
                               timeout=120, check=False)
         assert done.returncode == 2, (argv, done.stdout, done.stderr)
@@ -196,7 +196,7 @@ def test_truncated_field_ciphertext_in_the_ledger(damaged: Damaged) -> None:
     with pytest.raises(DecryptionFailed) as failure:
         history_with_values(conn, damaged.ledger.keyring, pid)
     _precise(failure.value, "name", str(pid))
-    done = subprocess.run([sys.executable, "-m", "ledger", "person", "show", str(pid),
+    done = subprocess.run([sys.executable, "-m", "peoplelog", "person", "show", str(pid),
                            "--version", "0", "--json"], env=damaged.env, cwd=ROOT,
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr

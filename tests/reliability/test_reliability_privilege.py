@@ -26,8 +26,8 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from fields import Keyring
-from ledger import Database, Ledger
+from peoplelog.fields import Keyring
+from peoplelog.ledger import Database, Ledger
 
 Conn = psycopg.Connection[Any]
 LEDGER_TABLES = ("people", "people_latest", "email_lookup", "person_keys", "log_entries",
@@ -46,7 +46,7 @@ class Roles:
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ledger", *args], env=env, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "peoplelog", *args], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=300, check=False)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from tqdm import tqdm
 
 __all__ = [
+    "EXIT_CODES",
     "EXIT_CONFLICT",
     "EXIT_DAMAGE",
     "EXIT_INTERNAL",
@@ -20,10 +21,33 @@ __all__ = [
     "AddCommand",
     "Handler",
     "add_command",
+    "exit_code",
     "progress",
 ]
 
 EXIT_OK, EXIT_DAMAGE, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_INTERNAL = range(6)
+
+EXIT_CODES: dict[str, int] = {
+    "chain_broken": EXIT_DAMAGE,
+    "invalid_input": EXIT_USAGE,
+    "configuration": EXIT_USAGE,
+    "database_unavailable": EXIT_USAGE,
+    "decryption_failed": EXIT_USAGE,
+    "not_found": EXIT_NOT_FOUND,
+    "conflict": EXIT_CONFLICT,
+}
+"""The exit code of each error kind; a kind not listed takes its nearest listed ancestor's
+(``key_not_found`` is a ``keyring`` error is a ``configuration`` error: exit 2), and one
+with none listed (``database``, the root ``error``) is an unexpected error, exit 5."""
+
+
+def exit_code(error: BaseException) -> int:
+    """The exit code for an error of the peoplelog tree (5 for anything else)."""
+    for cls in type(error).__mro__:
+        code = EXIT_CODES.get(getattr(cls, "kind", ""))
+        if code is not None and "kind" in vars(cls):
+            return code
+    return EXIT_INTERNAL
 
 Handler = Callable[[argparse.Namespace], tuple[Any, int]]
 AddCommand = Callable[..., argparse.ArgumentParser]

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from fields import Keyring
-from projections import check_projections, rebuild_projections
-from schema import KeyringError
+from peoplelog.fields import Keyring
+from peoplelog.ledger import Database, Settings
+from peoplelog.projections import check_projections, rebuild_projections
+from peoplelog.schema import KeyringError
 
-from .._store import Database, Settings
 from ._common import EXIT_DAMAGE, EXIT_OK, AddCommand, progress
 
 __all__ = ["register"]
@@ -22,7 +22,7 @@ def cmd_check(args: argparse.Namespace) -> tuple[Any, int]:
     unavailable: str | None = None
     keyring: Keyring | None
     try:
-        keyring = Keyring.from_environment(settings.home)
+        keyring = settings.keyring()
     except KeyringError as exc:
         keyring, unavailable = None, exc.message
     database = Database.from_settings(settings, pool_size=1)
@@ -40,7 +40,7 @@ def cmd_check(args: argparse.Namespace) -> tuple[Any, int]:
 
 def cmd_rebuild(args: argparse.Namespace) -> tuple[Any, int]:
     settings = Settings.from_environment()
-    keyring = Keyring.from_environment(settings.home)  # keys are needed: no fallback
+    keyring = settings.keyring()  # keys are needed: no fallback
     database = Database.from_settings(settings, pool_size=1)
     try:
         with progress("rebuilding projections", _persons(database), unit="persons") as update:

@@ -1,8 +1,8 @@
-"""``python -m ledger`` runs the peoplelog CLI."""
+"""``python -m peoplelog`` runs the peoplelog CLI."""
 
 from __future__ import annotations
 
-from ledger.cli import main
+from peoplelog.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -10,8 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from fields import KeyPurpose, Keyring, keyring_path
-from projections import (
+from peoplelog.fields import KeyPurpose
+from peoplelog.ledger import Database, Settings
+from peoplelog.ledger._inputs import check_person_id, check_version
+from peoplelog.ledger._read import check_keyring
+from peoplelog.projections import (
     AuditReport,
     CheckpointSigner,
     InclusionProof,
@@ -25,11 +28,8 @@ from projections import (
     prove_inclusion,
     verify_export,
 )
-from schema import InvalidInput, KeyNotFound
+from peoplelog.schema import InvalidInput, KeyNotFound
 
-from .._inputs import check_person_id, check_version
-from .._read import check_keyring
-from .._store import Database, Settings
 from ._common import EXIT_DAMAGE, EXIT_OK, AddCommand, progress
 
 __all__ = ["register"]
@@ -75,7 +75,7 @@ def _write_out(path: str, text: str) -> None:
 
 
 def _signer() -> CheckpointSigner:
-    keyring = Keyring.from_environment(Settings.from_environment().home)
+    keyring = Settings.from_environment().keyring()
     return CheckpointSigner(keyring.active(KeyPurpose.CHECKPOINT_SIGNING))
 
 
@@ -138,7 +138,7 @@ def _verdict(report: AuditReport) -> str:
 def cmd_checkpoint(args: argparse.Namespace) -> tuple[Any, int]:
     signer = _signer()
     with _database() as database:
-        keyring = Keyring.from_environment(Settings.from_environment().home)
+        keyring = Settings.from_environment().keyring()
         database.run(lambda conn: check_keyring(conn, keyring))
         result = database.run(lambda conn: make_checkpoint(conn, signer))
     if args.out:
@@ -161,11 +161,11 @@ def cmd_keys_public(args: argparse.Namespace) -> tuple[Any, int]:
 
 
 def cmd_keys_add_signing(args: argparse.Namespace) -> tuple[Any, int]:
-    home = Settings.from_environment().home
-    if os.environ.get("PEOPLELOG_KEYRING_JSON"):
+    settings = Settings.from_environment()
+    if not settings.keyring_in_file:
         raise InvalidInput("the keyring comes from PEOPLELOG_KEYRING_JSON; add the key there")
-    path = keyring_path(home)
-    keyring = Keyring.load(path)
+    path = settings.keyring_file
+    keyring = settings.keyring()
     try:
         current = keyring.active(KeyPurpose.CHECKPOINT_SIGNING)
     except KeyNotFound:

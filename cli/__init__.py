@@ -15,16 +15,22 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from fields import Keyring, keyring_path
-from schema import InvalidInput, PeoplelogError
+from peoplelog.ledger import Settings, _cid, init_store
+from peoplelog.ledger._api import Ledger
+from peoplelog.schema import InvalidInput, PeoplelogError
 
-from .. import _cid
-from .._api import Ledger
-from .._store import Database, Settings
 from . import _audit, _forensics, _import, _projections
-from ._common import EXIT_INTERNAL, EXIT_OK, EXIT_USAGE, Handler, add_command
+from ._common import (
+    EXIT_CODES,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    EXIT_USAGE,
+    Handler,
+    add_command,
+    exit_code,
+)
 
-__all__ = ["main"]
+__all__ = ["EXIT_CODES", "exit_code", "main"]
 
 
 
@@ -58,7 +64,7 @@ def _settings() -> Settings:
 
 
 def _ledger(*, keys: bool = True) -> Ledger:
-    return Ledger.open(pool_size=1, require_keyring=keys)
+    return Ledger.open(pool_size=1, keys="required" if keys else "none")
 
 
 def _read_password(args: argparse.Namespace) -> str | None:
@@ -79,29 +85,7 @@ def _read_password(args: argparse.Namespace) -> str | None:
 
 
 def cmd_init(args: argparse.Namespace) -> tuple[Any, int]:
-    settings = _settings()
-    settings.home.mkdir(parents=True, exist_ok=True)
-    keyring_created = False
-    path = keyring_path(settings.home)
-    if not os.environ.get("PEOPLELOG_KEYRING_JSON"):
-        if not path.exists():
-            Keyring.generate().save(path)
-            keyring_created = True
-        Keyring.load(path)
-    database = Database.from_settings(settings, pool_size=1)
-    try:
-        applied = Ledger(database, None).migrate(app_role=args.app_role)
-    finally:
-        database.close()
-    result = {
-        "database": database.where,
-        "migrations_applied": applied,
-        "keyring": "$PEOPLELOG_KEYRING_JSON" if os.environ.get("PEOPLELOG_KEYRING_JSON")
-        else str(path),
-        "keyring_created": keyring_created,
-        "app_role": args.app_role,
-    }
-    return result, EXIT_OK
+    return init_store(_settings(), app_role=args.app_role).model_dump(mode="json"), EXIT_OK
 
 
 def cmd_cid(args: argparse.Namespace) -> tuple[Any, int]:
@@ -305,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result, code = handler(args)
     except PeoplelogError as exc:
         _error(args, exc.kind, exc.message)
-        return exc.exit_code
+        return exit_code(exc)
     except KeyboardInterrupt:
         _error(args, "interrupted", "interrupted")
         return 130

@@ -6,10 +6,9 @@ import argparse
 import os
 from typing import Any
 
-from fields import Keyring
+from peoplelog.ledger import Database, Settings
+from peoplelog.ledger._import import BATCH_SIZE, FIRST_BATCH, LANES, import_people, read_rows
 
-from .._import import BATCH_SIZE, FIRST_BATCH, LANES, import_people, read_rows
-from .._store import Database, Settings
 from ._common import EXIT_OK, EXIT_USAGE, AddCommand, progress
 
 __all__ = ["register"]
@@ -17,7 +16,7 @@ __all__ = ["register"]
 
 def cmd_import(args: argparse.Namespace) -> tuple[Any, int]:
     settings = Settings.from_environment()
-    keyring = Keyring.from_environment(settings.home)
+    keyring = settings.keyring()
     read_rows(args.file, args.format)  # fail fast: missing file, unknown format, bad header
     workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
     database = Database.from_settings(settings, pool_size=1)

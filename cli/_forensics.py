@@ -7,17 +7,14 @@ and ``changes``. Timestamps are ISO 8601 with a time zone; a naive time is refus
 from __future__ import annotations
 
 import argparse
-import os
 from datetime import datetime
 from typing import Any
 
-from fields import Keyring, keyring_path
-from projections import Forensics, parse_timestamp
-from schema import PersonView
+from peoplelog.ledger._api import Ledger
+from peoplelog.ledger._inputs import check_person_id, check_version
+from peoplelog.projections import Forensics, parse_timestamp
+from peoplelog.schema import PersonView
 
-from .._api import Ledger
-from .._inputs import check_person_id, check_version
-from .._store import Settings
 from ._common import EXIT_OK, AddCommand
 
 __all__ = ["as_of_time", "cmd_changes", "cmd_diff", "cmd_history", "register", "show_as_of"]
@@ -25,25 +22,9 @@ __all__ = ["as_of_time", "cmd_changes", "cmd_diff", "cmd_history", "register", "
 _TIME_HELP = "ISO 8601 with a time zone, e.g. 2024-05-01T12:00:00Z"
 
 
-def _optional_keyring(settings: Settings) -> Keyring | None:
-    """The configured keyring, or None when none is configured or the file is absent.
-
-    A keyring that exists but is unreadable, malformed or not this database's is an error,
-    never a silent fall-back.
-    """
-    if os.environ.get("PEOPLELOG_KEYRING_JSON"):
-        return Keyring.from_environment(settings.home)
-    path = keyring_path(settings.home)
-    if not (path.exists() or path.is_symlink()):
-        return None
-    return Keyring.load(path)
-
-
 def _ledger(*, keys: bool) -> Ledger:
     """A ledger with the keyring when one is available (``keys``), else without keys."""
-    settings = Settings.from_environment()
-    keyring = _optional_keyring(settings) if keys else None
-    return Ledger.open(keyring=keyring, settings=settings, pool_size=1, require_keyring=False)
+    return Ledger.open(pool_size=1, keys="optional" if keys else "none")
 
 
 # --- used by `person show` and `person history` ---------------------------------------------

@@ -1,7 +1,10 @@
 """The one exception tree of peoplelog.
 
-Every error carries the CLI exit code it maps to. Messages name the problem and the
-object (person id, key id, field name) but never a plaintext email, name, password or key.
+Every error has a stable ``kind`` code (a class attribute, the same in every release):
+programs branch on the class or the kind, never on the message. How a kind is presented
+(the CLI's exit codes, later HTTP statuses) is decided by that floor, not here. Messages
+name the problem and the object (person id, key id, field name) but never a plaintext
+email, name, password or key.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ __all__ = [
 class PeoplelogError(Exception):
     """Root of every error peoplelog raises on purpose."""
 
-    exit_code: ClassVar[int] = 5
     kind: ClassVar[str] = "error"
 
     def __init__(self, message: str) -> None:
@@ -45,14 +47,12 @@ class PeoplelogError(Exception):
 class InvalidInput(PeoplelogError, ValueError):
     """A value given by the caller is not acceptable; nothing was written."""
 
-    exit_code = 2
     kind = "invalid_input"
 
 
 class ConfigurationError(PeoplelogError):
     """The environment (keyring, database URL, data directory) is not usable."""
 
-    exit_code = 2
     kind = "configuration"
 
 
@@ -68,35 +68,40 @@ class KeyNotFound(KeyringError):
     kind = "key_not_found"
 
 
-class DatabaseUnavailable(ConfigurationError):
-    """PostgreSQL could not be reached or refused the connection."""
-
-    kind = "database_unavailable"
-
-
 class DatabaseError(PeoplelogError):
     """PostgreSQL reported an error peoplelog did not expect."""
 
     kind = "database"
 
 
+class DatabaseUnavailable(DatabaseError):
+    """PostgreSQL could not be reached, refused the connection or dropped it (an outage,
+    not a mistake in the caller's configuration)."""
+
+    kind = "database_unavailable"
+
+
 class NotFound(PeoplelogError):
-    exit_code = 3
+    """What the caller named does not exist."""
+
     kind = "not_found"
 
 
 class PersonNotFound(NotFound):
+    """No person has this id (or, for a lookup, this email)."""
+
     kind = "person_not_found"
 
 
 class VersionNotFound(NotFound):
+    """The person has no such version."""
+
     kind = "version_not_found"
 
 
 class Conflict(PeoplelogError):
     """The write lost against the current state of the ledger; nothing was written."""
 
-    exit_code = 4
     kind = "conflict"
 
 
@@ -125,12 +130,10 @@ class DecryptionFailed(PeoplelogError):
     field and owner, never the bytes.
     """
 
-    exit_code = 2
     kind = "decryption_failed"
 
 
 class ChainBroken(PeoplelogError):
     """Verification found damage in the ledger."""
 
-    exit_code = 1
     kind = "chain_broken"
