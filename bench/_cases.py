@@ -22,9 +22,7 @@ from typing import Any
 import psycopg
 
 from peoplelog.fields import BlindIndex, DataKey, KeyPurpose, Keyring, normalise_email
-from peoplelog.ledger import Database, Ledger, cid_from_digest
-from peoplelog.ledger._import import BATCH_SIZE, FIRST_BATCH, import_people, read_rows
-from peoplelog.ledger._time import from_micros, now_micros
+from peoplelog.ledger import BATCH_SIZE, FIRST_BATCH, Database, Ledger, cid_from_digest
 from peoplelog.projections import (
     CheckpointSigner,
     audit_database,
@@ -32,7 +30,7 @@ from peoplelog.projections import (
     rebuild_projections,
 )
 
-from ._data import fill_ledger
+from ._data import fill_ledger, from_micros, now_micros
 from ._env import Server
 from ._measure import (
     Result,
@@ -253,14 +251,13 @@ def bench_import(b: Bench) -> None:
 
     def project(source: Path = path, count: int = n) -> float:
         url = b.server.create_database("import")
-        database = Database(url, pool_size=1)
+        ledger = Ledger(Database(url, pool_size=1), b.keyring)
         summaries = []
         try:
-            speed = rate(count, lambda: summaries.append(import_people(
-                database, b.keyring, lambda: read_rows(source), batch_size=batch,
-                workers=CPUS)))
+            speed = rate(count, lambda: summaries.append(ledger.import_people(
+                source, batch_size=batch, workers=CPUS)))
         finally:
-            database.close()
+            ledger.close()
         if summaries[0].imported != count or summaries[0].rejected:
             raise RuntimeError(f"import wrote {summaries[0].imported} of {count} rows")
         for old in previous:
@@ -285,7 +282,7 @@ def bench_import(b: Bench) -> None:
     value = median(samples["peoplelog import"])
     b.add(Result(f"bulk import ({n:,} rows) vs raw binary COPY of people-shaped rows", value,
                  median(samples["raw COPY people-shaped"]), 0.5, True, "rows/s",
-                 note="import_people from a JSON-lines file (read+validate+encrypt+CID+COPY"
+                 note="Ledger.import_people from a JSON-lines file (read+validate+encrypt+CID+COPY"
                       f" into people, people_latest, person_keys, email_lookup), {batches};"
                       " baseline: binary COPY of encrypted, people-shaped rows (made before"
                       " timing) into a copy of people (same indexes, no trigger), one"

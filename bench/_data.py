@@ -7,15 +7,27 @@ so generating a million versions takes seconds, not the hours argon2 and AES wou
 from __future__ import annotations
 
 import os
+import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 
 from peoplelog.ledger import Op, VersionRecord, version_cid
-from peoplelog.ledger._time import from_micros, now_micros
 
-__all__ = ["fill_ledger"]
+__all__ = ["fill_ledger", "from_micros", "now_micros"]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def now_micros() -> int:
+    """Now, in microseconds since the Unix epoch (the envelope's time unit)."""
+    return time.time_ns() // 1000
+
+
+def from_micros(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 def fill_ledger(conn: psycopg.Connection[Any], persons: int, versions: int) -> int:

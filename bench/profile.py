@@ -24,7 +24,6 @@ from typing import Any
 
 from peoplelog.fields import Keyring
 from peoplelog.ledger import Database, Ledger
-from peoplelog.ledger._import import import_people, read_rows
 from peoplelog.projections import audit_database, rebuild_projections
 
 from ._cases import Bench, Sizes, make_verify_database, person_rows, write_jsonl
@@ -39,11 +38,8 @@ def _imported(b: Bench, count: int, tag: str) -> str:
     b.emails = [email for email, _ in rows]
     path = write_jsonl(b.workdir / f"{tag}.jsonl", rows)
     url = b.server.create_database("profile")
-    database = Database(url, pool_size=1)
-    try:
-        import_people(database, b.keyring, lambda: read_rows(path), batch_size=b.sizes.batch)
-    finally:
-        database.close()
+    with Ledger(Database(url, pool_size=1), b.keyring) as ledger:
+        ledger.import_people(path, batch_size=b.sizes.batch)
     return url
 
 
@@ -53,11 +49,10 @@ def prepare(b: Bench, operation: str, workers: int) -> tuple[int, Callable[[], A
     if operation == "import":
         rows = person_rows(sizes.import_rows, "profile")
         path = write_jsonl(b.workdir / "profile.jsonl", rows)
-        database = Database(b.server.create_database("profile"), pool_size=1)
-        b._closers.append(database.close)
-        return sizes.import_rows, lambda: import_people(
-            database, b.keyring, lambda: read_rows(path), batch_size=sizes.batch,
-            workers=workers)
+        ledger = Ledger(Database(b.server.create_database("profile"), pool_size=1), b.keyring)
+        b._closers.append(ledger.close)
+        return sizes.import_rows, lambda: ledger.import_people(
+            path, batch_size=sizes.batch, workers=workers)
     if operation == "verify":
         url = make_verify_database(b, sizes.verify_rows, "profile")
         conn = b.connect(url)

@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from peoplelog.fields import Keyring
-from peoplelog.ledger import Database
-from peoplelog.ledger._import import import_people, read_rows
+from peoplelog.ledger import Database, Ledger
 
 from ._cases import SECTIONS, Bench, Sizes, bench_memory, bench_verify, person_rows, write_jsonl
 from ._env import load_average, machine, server
@@ -35,11 +34,8 @@ def _setup_app_database(b: Bench) -> None:
     b.emails = [email for email, _ in rows]
     path = write_jsonl(b.workdir / "setup.jsonl", rows)
     b.app_url = b.server.create_database("app")
-    database = Database(b.app_url, pool_size=1)
-    try:
-        import_people(database, b.keyring, lambda: read_rows(path), batch_size=b.sizes.batch)
-    finally:
-        database.close()
+    with Ledger(Database(b.app_url, pool_size=1), b.keyring) as ledger:
+        ledger.import_people(path, batch_size=b.sizes.batch)
 
 
 def _fmt(value: float | None) -> str:

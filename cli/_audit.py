@@ -8,116 +8,103 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from peoplelog.fields import KeyPurpose
-from peoplelog.ledger import Database, Settings
-from peoplelog.ledger._inputs import check_person_id, check_version
-from peoplelog.ledger._read import check_keyring
-from peoplelog.projections import (
-    AuditReport,
-    CheckpointSigner,
-    InclusionProof,
-    TrustedKey,
-    VerifierKey,
-    VerifierKeys,
-    audit_database,
-    export_ledger,
-    make_checkpoint,
-    parse_checkpoint,
-    prove_inclusion,
-    verify_export,
+from ._common import (
+    EXIT_DAMAGE,
+    EXIT_OK,
+    AddCommand,
+    add_group,
+    open_database,
+    plural,
+    progress,
+    read_text,
+    settings,
+    wants_json,
+    write_out,
 )
-from peoplelog.schema import InvalidInput, KeyNotFound
 
-from ._common import EXIT_DAMAGE, EXIT_OK, AddCommand, progress
+if TYPE_CHECKING:
+    from peoplelog.projections import AuditReport, CheckpointSigner, TrustedKey
 
 __all__ = ["register"]
 
 _KEY_ENV = "PEOPLELOG_VERIFIER_KEY"
 
 
-@contextlib.contextmanager
-def _database() -> Iterator[Database]:
-    database = Database.from_settings(Settings.from_environment(), pool_size=1)
-    try:
-        yield database
-    finally:
-        database.close()
-
-
-def _read_text(path: str, what: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InvalidInput(f"{what} file {path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{what} file {path} cannot be read: {exc}") from None
-
-
 def _verifier_key(given: list[str] | None) -> TrustedKey | None:
     """The keys of ``--key`` (repeatable) or the environment; each value is a key or a file
     of keys, one per line. Several keys are all trusted (a rotated signing key)."""
+    from peoplelog.projections import VerifierKey, VerifierKeys  # noqa: PLC0415
+
     texts = given or ([os.environ[_KEY_ENV]] if os.environ.get(_KEY_ENV) else [])
     keys: list[VerifierKey] = []
     for value in texts:
-        text = _read_text(value, "verifier key") if (
+        text = read_text(value, "verifier key") if (
             "+" not in value and Path(value).exists()) else value
         keys.extend(VerifierKey.parse(line) for line in text.splitlines() if line.strip())
     return VerifierKeys.of(keys) if keys else None
 
 
-def _write_out(path: str, text: str) -> None:
-    try:
-        Path(path).write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise InvalidInput(f"cannot write {path}: {exc.strerror}") from None
-
-
 def _signer() -> CheckpointSigner:
-    keyring = Settings.from_environment().keyring()
-    return CheckpointSigner(keyring.active(KeyPurpose.CHECKPOINT_SIGNING))
+    from peoplelog.fields import KeyPurpose  # noqa: PLC0415
+    from peoplelog.projections import CheckpointSigner  # noqa: PLC0415
+
+    return CheckpointSigner(settings().keyring().active(KeyPurpose.CHECKPOINT_SIGNING))
 
 
 # --- handlers -------------------------------------------------------------------------------
 
 
 def cmd_verify(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.ledger import check_person_id  # noqa: PLC0415
+    from peoplelog.projections import audit_database, parse_checkpoint  # noqa: PLC0415
+    from peoplelog.schema.errors import InvalidInput  # noqa: PLC0415
+
     key = _verifier_key(args.key)
     held = None if args.checkpoint is None else parse_checkpoint(
-        _read_text(args.checkpoint, "checkpoint"))
+        read_text(args.checkpoint, "checkpoint"))
     if args.from_export is not None:
         if args.person is not None:
             raise InvalidInput("--person cannot be combined with --from-export")
-        try:
-            with open(args.from_export, encoding="utf-8") as handle:
-                report = verify_export(handle, held=held, key=key)
-        except FileNotFoundError:
-            raise InvalidInput(f"export file {args.from_export} does not exist") from None
-        except UnicodeDecodeError:
-            raise InvalidInput(f"export file {args.from_export} is not UTF-8") from None
-        return report.model_dump(mode="json"), EXIT_OK if report.ok else EXIT_DAMAGE
-    person = None if args.person is None else check_person_id(args.person)
-    if person is not None and held is not None:
-        raise InvalidInput("--checkpoint checks the whole log; it cannot be used with --person")
-    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
-    if workers < 1:
-        raise InvalidInput("--workers must be at least 1")
-    with _database() as database, progress("verifying") as update:
-        report = database.run(
-            lambda conn: audit_database(conn, person, held=held, key=key, progress=update,
-                                        conninfo=database.conninfo, workers=workers))
+        report = _verify_export(args.from_export, held, key)
+    else:
+        person = None if args.person is None else check_person_id(args.person)
+        if person is not None and held is not None:
+            raise InvalidInput(
+                "--checkpoint checks the whole log; it cannot be used with --person")
+        workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
+        if workers < 1:
+            raise InvalidInput("--workers must be at least 1")
+        with open_database() as database, progress("verifying") as update:
+            report = database.run(
+                lambda conn: audit_database(conn, person, held=held, key=key,
+                                            progress=update, conninfo=database.conninfo,
+                                            workers=workers))
     if report.ok and args.save_checkpoint and report.log and report.log.latest_checkpoint:
-        _write_out(args.save_checkpoint, report.log.latest_checkpoint)
-    result = report.model_dump(mode="json") if args.json else _verdict(report)
+        write_out(args.save_checkpoint, report.log.latest_checkpoint)
+    result = report.model_dump(mode="json") if wants_json(args) else _verdict(report)
     return result, EXIT_OK if report.ok else EXIT_DAMAGE
+
+
+def _verify_export(path: str, held: Any, key: TrustedKey | None) -> AuditReport:
+    from peoplelog.projections import verify_export  # noqa: PLC0415
+    from peoplelog.schema.errors import InvalidInput  # noqa: PLC0415
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return verify_export(handle, held=held, key=key)
+    except FileNotFoundError:
+        raise InvalidInput(f"export file {path} does not exist") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"export file {path} is not UTF-8") from None
 
 
 def _verdict(report: AuditReport) -> str:
     """The human form of a verification report: verdict, findings, checkpoint to keep."""
     lines = [
-        f"{'OK' if report.ok else 'DAMAGED'}: {report.checked} versions of {report.persons} "
-        f"persons checked, {len(report.findings)} findings"
+        f"{'OK' if report.ok else 'DAMAGED'}: {plural(report.checked, 'version')} of "
+        f"{plural(report.persons, 'person')} checked, {plural(len(report.findings), 'finding')}"
     ]
     for finding in report.findings:
         where = "" if finding.version is None else f" {finding.person_id} v{finding.version}"
@@ -128,22 +115,26 @@ def _verdict(report: AuditReport) -> str:
         if log.held_size is not None:
             held = (f"; consistent with the held checkpoint ({log.held_size})"
                     if log.consistent_with_held else "; NOT consistent with the held checkpoint")
-        lines.append(f"log: {log.size} entries, {log.checkpoints} checkpoints, "
-                     f"{log.pending} versions pending the next checkpoint{held}")
+        lines.append(f"log: {plural(log.size, 'entry', 'entries')}, "
+                     f"{plural(log.checkpoints, 'checkpoint')}, "
+                     f"{plural(log.pending, 'version')} pending the next checkpoint{held}")
         if report.ok and log.latest_checkpoint:
             lines += ["checkpoint to keep:", log.latest_checkpoint.rstrip("\n")]
     return "\n".join(lines)
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.ledger import check_keyring  # noqa: PLC0415
+    from peoplelog.projections import make_checkpoint  # noqa: PLC0415
+
     signer = _signer()
-    with _database() as database:
-        keyring = Settings.from_environment().keyring()
+    keyring = settings().keyring()
+    with open_database() as database:
         database.run(lambda conn: check_keyring(conn, keyring))
         result = database.run(lambda conn: make_checkpoint(conn, signer))
     if args.out:
-        _write_out(args.out, result.checkpoint.text)
-    if not args.json:
+        write_out(args.out, result.checkpoint.text)
+    if not wants_json(args):
         return result.checkpoint.text.rstrip("\n"), EXIT_OK
     return {
         "size": result.checkpoint.size,
@@ -155,17 +146,19 @@ def cmd_checkpoint(args: argparse.Namespace) -> tuple[Any, int]:
 
 def cmd_keys_public(args: argparse.Namespace) -> tuple[Any, int]:
     signer = _signer()
-    if not args.json:
+    if not wants_json(args):
         return str(signer.verifier), EXIT_OK
     return {"name": signer.verifier.name, "verifier_key": str(signer.verifier)}, EXIT_OK
 
 
 def cmd_keys_add_signing(args: argparse.Namespace) -> tuple[Any, int]:
-    settings = Settings.from_environment()
-    if not settings.keyring_in_file:
+    from peoplelog.fields import KeyPurpose  # noqa: PLC0415
+    from peoplelog.schema.errors import InvalidInput, KeyNotFound  # noqa: PLC0415
+
+    config = settings()
+    if not config.keyring_in_file:
         raise InvalidInput("the keyring comes from PEOPLELOG_KEYRING_JSON; add the key there")
-    path = settings.keyring_file
-    keyring = settings.keyring()
+    keyring = config.keyring()
     try:
         current = keyring.active(KeyPurpose.CHECKPOINT_SIGNING)
     except KeyNotFound:
@@ -173,25 +166,31 @@ def cmd_keys_add_signing(args: argparse.Namespace) -> tuple[Any, int]:
     if current is not None and not args.rotate:
         return {"key_id": current.id, "added": False}, EXIT_OK
     updated = keyring.with_new_key(KeyPurpose.CHECKPOINT_SIGNING)
-    updated.replace_file(path)
+    updated.replace_file(config.keyring_file)
     return {"key_id": updated.active(KeyPurpose.CHECKPOINT_SIGNING).id, "added": True}, EXIT_OK
 
 
 def cmd_prove(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.ledger import check_person_id, check_version  # noqa: PLC0415
+    from peoplelog.projections import prove_inclusion  # noqa: PLC0415
+
     person = check_person_id(args.person_id)
     version = check_version(args.version)
-    with _database() as database:
+    with open_database() as database:
         proof = database.run(lambda conn: prove_inclusion(conn, person, version))
     if args.out:
-        _write_out(args.out, proof.model_dump_json(indent=2) + "\n")
+        write_out(args.out, proof.model_dump_json(indent=2) + "\n")
     return proof.model_dump(mode="json"), EXIT_OK
 
 
 def cmd_verify_proof(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.projections import InclusionProof  # noqa: PLC0415
+    from peoplelog.schema.errors import InvalidInput  # noqa: PLC0415
+
     key = _verifier_key(args.key)
     if key is None:
         raise InvalidInput(f"give the verifier key with --key or {_KEY_ENV}")
-    text = sys.stdin.read() if args.file == "-" else _read_text(args.file, "proof")
+    text = sys.stdin.read() if args.file == "-" else read_text(args.file, "proof")
     try:
         proof = InclusionProof.model_validate_json(text)
     except ValueError:
@@ -203,17 +202,22 @@ def cmd_verify_proof(args: argparse.Namespace) -> tuple[Any, int]:
 
 
 def cmd_export(args: argparse.Namespace) -> tuple[Any, int]:
-    with _database() as database, progress("exporting", unit="versions") as update:
-        if args.out:
-            with _open_out(args.out) as handle:
-                count = database.run(lambda conn: export_ledger(conn, handle, progress=update))
-            return {"versions": count, "out": args.out}, EXIT_OK
-        count = database.run(lambda conn: export_ledger(conn, sys.stdout, progress=update))
+    from peoplelog.projections import export_ledger  # noqa: PLC0415
+
+    if args.out:
+        with _open_out(args.out) as handle, open_database() as database, \
+                progress("exporting", unit="versions") as update:
+            count = database.run(lambda conn: export_ledger(conn, handle, progress=update))
+        return {"versions": count, "out": args.out}, EXIT_OK
+    with open_database() as database, progress("exporting", unit="versions") as update:
+        database.run(lambda conn: export_ledger(conn, sys.stdout, progress=update))
     return None, EXIT_OK
 
 
 @contextlib.contextmanager
 def _open_out(path: str) -> Iterator[TextIO]:
+    from peoplelog.schema.errors import InvalidInput  # noqa: PLC0415
+
     try:
         handle = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     except OSError as exc:
@@ -225,7 +229,7 @@ def _open_out(path: str) -> Iterator[TextIO]:
 # --- parser ---------------------------------------------------------------------------------
 
 
-def register(sub: Any, *, add: AddCommand, **_: Any) -> None:
+def register(sub: Any, *, add: AddCommand) -> None:
     """Add the auditor's commands to the top-level subparsers."""
     p = add(sub, "verify", cmd_verify,
             "recompute every CID, check every chain and the log against its checkpoints "
@@ -238,7 +242,7 @@ def register(sub: Any, *, add: AddCommand, **_: Any) -> None:
     p.add_argument("--key", metavar="VKEY", action="append",
                    help=f"verifier key (NAME+HASH+BASE64, or a file of keys, one per line); "
                         f"repeat it to trust every key of a rotation; default ${_KEY_ENV}, "
-                        "else the key recorded in the database")
+                        "else the key recorded in the database (or in the export)")
     p.add_argument("--from-export", metavar="FILE",
                    help="verify a `peoplelog export` file instead of the database")
     p.add_argument("--save-checkpoint", metavar="FILE",
@@ -251,14 +255,12 @@ def register(sub: Any, *, add: AddCommand, **_: Any) -> None:
             "peoplelog checkpoint --out checkpoint.txt")
     p.add_argument("--out", metavar="FILE", help="also write the signed checkpoint here")
 
-    keys = sub.add_parser("keys", help="checkpoint signing keys",
-                          formatter_class=argparse.RawDescriptionHelpFormatter,
-                          epilog="example:\n  peoplelog keys public > verifier.key")
-    ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="COMMAND")
-    add(ksub, "public", cmd_keys_public,
+    keys = add_group(sub, "keys", "checkpoint signing keys", "peoplelog keys public > "
+                     "verifier.key", dest="keys_command")
+    add(keys, "public", cmd_keys_public,
         "print the verifier key that checks checkpoint signatures",
         "peoplelog keys public")
-    p = add(ksub, "add-signing-key", cmd_keys_add_signing,
+    p = add(keys, "add-signing-key", cmd_keys_add_signing,
             "add a checkpoint-signing key to an older keyring file",
             "peoplelog keys add-signing-key")
     p.add_argument("--rotate", action="store_true",

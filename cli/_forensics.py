@@ -1,70 +1,43 @@
 """CLI commands: forensic queries.
 
-``person show --as-of``, ``person diff``, ``person history`` (values when keys are present)
-and ``changes``. Timestamps are ISO 8601 with a time zone; a naive time is refused (exit 2).
+``person diff`` and ``changes`` (``person show --as-of`` and ``person history`` are in
+``_person``). Timestamps are ISO 8601 with a time zone; a naive time is refused (exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
 from typing import Any
 
-from peoplelog.ledger._api import Ledger
-from peoplelog.ledger._inputs import check_person_id, check_version
-from peoplelog.projections import Forensics, parse_timestamp
-from peoplelog.schema import PersonView
+from ._common import EXIT_OK, AddCommand, open_ledger
 
-from ._common import EXIT_OK, AddCommand
-
-__all__ = ["as_of_time", "cmd_changes", "cmd_diff", "cmd_history", "register", "show_as_of"]
+__all__ = ["register"]
 
 _TIME_HELP = "ISO 8601 with a time zone, e.g. 2024-05-01T12:00:00Z"
 
 
-def _ledger(*, keys: bool) -> Ledger:
-    """A ledger with the keyring when one is available (``keys``), else without keys."""
-    return Ledger.open(pool_size=1, keys="optional" if keys else "none")
-
-
-# --- used by `person show` and `person history` ---------------------------------------------
-
-
-def as_of_time(args: argparse.Namespace) -> datetime | None:
-    """The parsed ``--as-of`` of ``person show``, or None when it was not given."""
-    value = getattr(args, "as_of", None)
-    return None if value is None else parse_timestamp(value, "--as-of")
-
-
-def show_as_of(ledger: Ledger, person_id: str, at: datetime) -> PersonView:
-    return Forensics(ledger).as_of(person_id, at)
-
-
-def cmd_history(args: argparse.Namespace) -> tuple[Any, int]:
-    """Every version, oldest first: values with keys, ciphertext facts without."""
-    pid = check_person_id(args.person_id)
-    with _ledger(keys=True) as ledger:
-        entries = Forensics(ledger).history(pid)
-    return [entry.model_dump(mode="json") for entry in entries], EXIT_OK
-
-
-# --- new commands -------------------------------------------------------------------------
-
-
 def cmd_diff(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.ledger import check_person_id, check_version  # noqa: PLC0415
+    from peoplelog.projections import Forensics  # noqa: PLC0415
+
     pid = check_person_id(args.person_id)
     v1 = check_version(args.v1, "V1")
     v2 = check_version(args.v2, "V2")
-    with _ledger(keys=True) as ledger:
+    with open_ledger(keys="optional") as ledger:
         diff = Forensics(ledger).diff(pid, v1, v2)
     return diff.model_dump(mode="json"), EXIT_OK
 
 
 def cmd_changes(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.ledger import check_actor, check_person_id, parse_timestamp  # noqa: PLC0415
+    from peoplelog.projections import Forensics  # noqa: PLC0415
+
     since = None if args.since is None else parse_timestamp(args.since, "--since")
     until = None if args.until is None else parse_timestamp(args.until, "--until")
     person = None if args.person is None else check_person_id(args.person)
-    with _ledger(keys=False) as ledger:
+    if args.actor is not None:
+        check_actor(args.actor)
+    with open_ledger(keys="none") as ledger:
         page = Forensics(ledger).changes(since=since, until=until, actor=args.actor,
                                          person_id=person, limit=args.limit,
                                          before=args.cursor)

@@ -3,36 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
-from peoplelog.ledger import Database, Settings
-from peoplelog.ledger._import import BATCH_SIZE, FIRST_BATCH, LANES, import_people, read_rows
-
-from ._common import EXIT_OK, EXIT_USAGE, AddCommand, progress
+from ._common import EXIT_OK, EXIT_USAGE, AddCommand, open_ledger, progress
 
 __all__ = ["register"]
 
-
 def cmd_import(args: argparse.Namespace) -> tuple[Any, int]:
-    settings = Settings.from_environment()
-    keyring = settings.keyring()
-    read_rows(args.file, args.format)  # fail fast: missing file, unknown format, bad header
-    workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
-    database = Database.from_settings(settings, pool_size=1)
-    try:
-        with progress("importing") as update:
-            summary = import_people(
-                database, keyring, lambda: read_rows(args.file, args.format),
-                update=args.update, strict=args.strict, batch_size=args.batch_size,
-                workers=workers, actor=args.actor, reason=args.reason, progress=update)
-    finally:
-        database.close()
+    from peoplelog.ledger import ImportFile, check_actor, check_reason  # noqa: PLC0415
+    from peoplelog.schema.errors import InvalidInput  # noqa: PLC0415
+
+    source = ImportFile(args.file, args.format)  # fail fast: missing file, format, header
+    actor, reason = check_actor(args.actor), check_reason(args.reason)
+    if args.batch_size is not None and not 1 <= args.batch_size <= 100_000:
+        raise InvalidInput("batch size must be between 1 and 100000")
+    with open_ledger() as ledger, progress("importing") as update:
+        summary = ledger.import_people(
+            source, update=args.update, strict=args.strict, batch_size=args.batch_size,
+            workers=args.workers, actor=actor, reason=reason, progress=update)
     return summary.model_dump(mode="json"), EXIT_OK if not summary.rejected else EXIT_USAGE
 
 
-def register(sub: Any, *, add: AddCommand, **_: Any) -> None:
+def register(sub: Any, *, add: AddCommand) -> None:
     """Add ``import`` to the top-level subparsers."""
+    from peoplelog.ledger import BATCH_SIZE, FIRST_BATCH, LANES  # noqa: PLC0415 - light
+
     p = add(sub, "import", cmd_import,
             "import people from a JSON-lines or CSV file (batched, resumable)",
             "peoplelog import users.csv --update --json")

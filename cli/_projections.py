@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from peoplelog.fields import Keyring
-from peoplelog.ledger import Database, Settings
-from peoplelog.projections import check_projections, rebuild_projections
-from peoplelog.schema import KeyringError
+from ._common import EXIT_DAMAGE, EXIT_OK, AddCommand, add_group, open_ledger, progress
 
-from ._common import EXIT_DAMAGE, EXIT_OK, AddCommand, progress
+if TYPE_CHECKING:
+    from peoplelog.ledger import Database
 
 __all__ = ["register"]
 
@@ -18,35 +16,34 @@ __all__ = ["register"]
 def cmd_check(args: argparse.Namespace) -> tuple[Any, int]:
     """Exit 1 with findings on any difference; without a keyring the claims are only
     checked for shape (``checked_lookup`` is false and ``keyring`` says why)."""
-    settings = Settings.from_environment()
+    from peoplelog.projections import check_projections  # noqa: PLC0415
+    from peoplelog.schema.errors import KeyringError  # noqa: PLC0415
+
     unavailable: str | None = None
-    keyring: Keyring | None
     try:
-        keyring = settings.keyring()
+        ledger = open_ledger(keys="required")
     except KeyringError as exc:
-        keyring, unavailable = None, exc.message
-    database = Database.from_settings(settings, pool_size=1)
-    try:
+        unavailable = exc.message
+        ledger = open_ledger(keys="none")
+    with ledger:
+        database, keyring = ledger.database, ledger.keyring_or_none()
         with progress("checking projections", _persons(database), unit="persons") as update:
-            report = database.run(
-                lambda conn: check_projections(conn, keyring, progress=update)
-            )
-    finally:
-        database.close()
+            report = database.run(lambda conn: check_projections(conn, keyring,
+                                                                 progress=update))
     result: dict[str, Any] = report.model_dump(mode="json")
     result["keyring"] = "used" if unavailable is None else f"not used: {unavailable}"
     return result, EXIT_OK if report.ok else EXIT_DAMAGE
 
 
 def cmd_rebuild(args: argparse.Namespace) -> tuple[Any, int]:
-    settings = Settings.from_environment()
-    keyring = settings.keyring()  # keys are needed: no fallback
-    database = Database.from_settings(settings, pool_size=1)
-    try:
+    from peoplelog.projections import rebuild_projections  # noqa: PLC0415
+
+    with open_ledger(keys="required") as ledger:  # keys are needed: no fallback
+        database = ledger.database
+        keyring = ledger.keyring_or_none()
+        assert keyring is not None  # keys="required"
         with progress("rebuilding projections", _persons(database), unit="persons") as update:
             report = database.run(lambda conn: rebuild_projections(conn, keyring, update))
-    finally:
-        database.close()
     return report.model_dump(mode="json"), EXIT_OK
 
 
@@ -56,17 +53,13 @@ def _persons(database: Database) -> int | None:
     return None if row is None else int(row[0])
 
 
-def register(sub: Any, *, add: AddCommand, **_: Any) -> None:
+def register(sub: Any, *, add: AddCommand) -> None:
     """Add this module's commands to the top-level subparsers."""
-    group = sub.add_parser(
-        "projections", help="check or rebuild the latest view and the email lookup",
+    commands = add_group(
+        sub, "projections", "check or rebuild the latest view and the email lookup",
+        "peoplelog projections check --json", dest="projections_command",
         description="people_latest and email_lookup are derived from the ledger (people): "
-                    "check compares them with a fresh fold of it, rebuild recomputes them.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  peoplelog projections check --json",
-    )
-    commands = group.add_subparsers(dest="projections_command", required=True,
-                                    metavar="COMMAND")
+                    "check compares them with a fresh fold of it, rebuild recomputes them.")
     p = add(commands, "check", cmd_check,
             "compare people_latest and email_lookup with the ledger; exit 1 on any "
             "difference (keys optional: with them every email claim is recomputed)",

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from ._email import NORMALISATION_VERSION, BlindIndex, NormalisedEmail, normalise_email
     from ._keyring import KEYRING_FORMAT, REQUIRED_PURPOSES, Key, KeyPurpose, Keyring
     from ._password import MAX_PASSWORD, MIN_PASSWORD, PasswordHasher, check_password_policy
+    from ._run_ids import RunIds
+    from ._speedups import PURE_PYTHON_VARIABLE, native_enabled
 
 __all__ = [
     "FIELDS",
@@ -20,6 +22,7 @@ __all__ = [
     "MAX_PASSWORD",
     "MIN_PASSWORD",
     "NORMALISATION_VERSION",
+    "PURE_PYTHON_VARIABLE",
     "REQUIRED_PURPOSES",
     "BlindIndex",
     "DataKey",
@@ -29,7 +32,9 @@ __all__ = [
     "NewPersonSealer",
     "NormalisedEmail",
     "PasswordHasher",
+    "RunIds",
     "check_password_policy",
+    "native_enabled",
     "normalise_email",
 ]
 
@@ -38,6 +43,8 @@ _SOURCES = {
     "_email": ("NORMALISATION_VERSION", "BlindIndex", "NormalisedEmail", "normalise_email"),
     "_keyring": ("KEYRING_FORMAT", "REQUIRED_PURPOSES", "Key", "KeyPurpose", "Keyring"),
     "_password": ("MAX_PASSWORD", "MIN_PASSWORD", "PasswordHasher", "check_password_policy"),
+    "_run_ids": ("RunIds",),
+    "_speedups": ("PURE_PYTHON_VARIABLE", "native_enabled"),
 }
 _MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
 

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from peoplelog.schema import DecryptionFailed
 
 from ._keyring import Key, KeyPurpose
+from ._speedups import native_enabled
 
 __all__ = ["FIELDS", "DataKey", "NewPersonSealer"]
 
@@ -155,7 +156,7 @@ class NewPersonSealer:
     The same formats as ``DataKey.generate``, ``encrypt`` and ``wrap``, with the per-call
     work hoisted: the KEK cipher is made once and randomness is given by the caller (drawn
     once per batch). ``seal`` runs in C (``fields._native``, OpenSSL) when that is built and
-    ``PEOPLELOG_PURE_PYTHON`` is unset, else in Python; both give the same bytes. Its repr
+    not switched off (``native_enabled``), else in Python; both give the same bytes. Its repr
     never shows a key.
     """
 
@@ -208,8 +209,8 @@ class NewPersonSealer:
 
 
 def _native_module() -> Any:
-    """``fields._native`` when built and not disabled (``PEOPLELOG_PURE_PYTHON=1``)."""
-    if os.environ.get("PEOPLELOG_PURE_PYTHON", "") not in ("", "0"):
+    """``fields._native`` when built and not switched off (``native_enabled``)."""
+    if not native_enabled():
         return None
     try:
         from . import _native  # noqa: PLC0415 - an optional C extension

@@ -113,13 +113,17 @@ def _redact(message: str, raw: str) -> str:
 
 
 _EMAIL_PREFIX = b"peoplelog/email/%d\x00" % NORMALISATION_VERSION
+_EXTERNAL_ID_PREFIX = b"peoplelog/external-id/1\x00"
 
 
 class BlindIndex:
-    """HMAC-SHA256 of a normalised email under the blind-index key.
+    """Keyed hashes (HMAC-SHA256 under the blind-index key) that find a row without
+    decrypting anything: of a normalised email, and of an imported record's external id.
 
-    The input is ``b"peoplelog/email/1\\x00" + lookup_key (UTF-8)``, so a change of
-    normalisation changes every digest rather than silently mixing two schemes.
+    An email's input is ``b"peoplelog/email/1\\x00" + lookup_key`` (UTF-8), so a change of
+    normalisation changes every digest rather than silently mixing two schemes; an
+    external id's is ``b"peoplelog/external-id/1\\x00" + id`` (UTF-8). The one Python
+    implementation of these digests (``tests/vectors/blind_index.json`` pins them).
     """
 
     __slots__ = ("_keyed", "key")
@@ -134,13 +138,14 @@ class BlindIndex:
     def __repr__(self) -> str:
         return f"BlindIndex(key_id={self.key.id!r})"
 
-    def external_id_digest(self, external_id: str) -> bytes:
-        """Keyed hash of an imported record's external id (input ``peoplelog/external-id/1``
-        NUL, then the id in UTF-8)."""
-        message = b"peoplelog/external-id/1\x00" + external_id.encode()
-        return hmac.digest(self.key.secret, message, "sha256")
+    def _digest(self, message: bytes) -> bytes:
+        mac = self._keyed.copy()
+        mac.update(message)
+        return mac.digest()
 
     def digest(self, email: NormalisedEmail) -> bytes:
-        mac = self._keyed.copy()
-        mac.update(_EMAIL_PREFIX + email.lookup_key.encode())
-        return mac.digest()
+        return self._digest(_EMAIL_PREFIX + email.lookup_key.encode())
+
+    def external_id_digest(self, external_id: str) -> bytes:
+        """Keyed hash of an imported record's external id."""
+        return self._digest(_EXTERNAL_ID_PREFIX + external_id.encode())

@@ -51,14 +51,34 @@ if TYPE_CHECKING:
         record_of_envelope,
         version_cid,
     )
-    from ._import import ImportSummary, RowError
+    from ._import._defaults import BATCH_SIZE, FIRST_BATCH, LANES
+    from ._import._reading import ImportFile
+    from ._import._summary import ImportSummary, RowError
+    from ._inputs import (
+        MAX_ACTOR,
+        MAX_NAME,
+        MAX_REASON,
+        check_actor,
+        check_name,
+        check_person_id,
+        check_reason,
+        check_version,
+        parse_timestamp,
+    )
+    from ._read import check_keyring, read_person
     from ._settings import Settings
     from ._setup import StoreInit, init_store
     from ._store import Database
 
 __all__ = [
+    "BATCH_SIZE",
     "CID_PREFIX",
+    "FIRST_BATCH",
     "FORMAT_VERSION",
+    "LANES",
+    "MAX_ACTOR",
+    "MAX_NAME",
+    "MAX_REASON",
     "ChainBroken",
     "ConfigurationError",
     "Conflict",
@@ -68,6 +88,7 @@ __all__ = [
     "DecryptionFailed",
     "EmailTaken",
     "HistoryEntry",
+    "ImportFile",
     "ImportSummary",
     "InvalidInput",
     "KeyNotFound",
@@ -88,6 +109,12 @@ __all__ = [
     "VersionRecord",
     "VersionRef",
     "canonical_json",
+    "check_actor",
+    "check_keyring",
+    "check_name",
+    "check_person_id",
+    "check_reason",
+    "check_version",
     "cid_bytes",
     "cid_from_digest",
     "cid_of",
@@ -97,20 +124,29 @@ __all__ = [
     "envelope_text",
     "init_store",
     "parse_cid",
+    "parse_timestamp",
+    "read_person",
     "record_of_envelope",
     "version_cid",
 ]
 
 _SOURCES = {
     "peoplelog.schema": ("FORMAT_VERSION", "ChainBroken", "ConfigurationError", "Conflict",
-                         "DatabaseError", "DatabaseUnavailable", "DecryptionFailed", "EmailTaken",
-                         "HistoryEntry", "InvalidInput", "KeyNotFound", "KeyringError", "NotFound",
-                         "Op", "PeoplelogError", "PersonErased", "PersonNotFound", "PersonView",
-                         "VersionConflict", "VersionNotFound", "VersionRecord", "VersionRef"),
+                         "DatabaseError", "DatabaseUnavailable", "DecryptionFailed",
+                         "EmailTaken", "HistoryEntry", "InvalidInput", "KeyNotFound",
+                         "KeyringError", "NotFound", "Op", "PeoplelogError", "PersonErased",
+                         "PersonNotFound", "PersonView", "VersionConflict", "VersionNotFound",
+                         "VersionRecord", "VersionRef"),
     "_api": ("KeysWanted", "Ledger", "connect"),
-    "_cid": ("CID_PREFIX", "canonical_json", "cid_bytes", "cid_from_digest", "cid_of", "envelope",
-             "envelope_bytes", "envelope_text", "parse_cid", "record_of_envelope", "version_cid"),
-    "_import": ("ImportSummary", "RowError"),
+    "_cid": ("CID_PREFIX", "canonical_json", "cid_bytes", "cid_from_digest", "cid_of",
+             "envelope", "envelope_bytes", "envelope_text", "parse_cid", "record_of_envelope",
+             "version_cid"),
+    "_import._defaults": ("BATCH_SIZE", "FIRST_BATCH", "LANES"),
+    "_import._reading": ("ImportFile",),
+    "_import._summary": ("ImportSummary", "RowError"),
+    "_inputs": ("MAX_ACTOR", "MAX_NAME", "MAX_REASON", "check_actor", "check_name",
+                "check_person_id", "check_reason", "check_version", "parse_timestamp"),
+    "_read": ("check_keyring", "read_person"),
     "_settings": ("Settings",),
     "_setup": ("StoreInit", "init_store"),
     "_store": ("Database",),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,9 @@ from peoplelog.schema import (
 )
 
 from . import _read, _write
+from ._import._importer import import_people
+from ._import._reading import ImportFile
+from ._import._summary import ImportSummary
 from ._inputs import check_actor, check_name, check_person_id, check_reason, check_version
 from ._settings import Settings
 from ._store import Conn, Cursor, Database
@@ -249,6 +253,36 @@ class Ledger:
             )
         finally:  # a write of this Ledger that raced the erasure may have cached the key again
             self._heads.drop(pid)
+
+    def import_people(
+        self,
+        source: ImportFile | str | os.PathLike[str],
+        *,
+        format: str | None = None,
+        update: bool = False,
+        strict: bool = False,
+        batch_size: int | None = None,
+        workers: int | None = None,
+        actor: str | None = "import",
+        reason: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> ImportSummary:
+        """Import people from a JSON-lines or CSV file (``source``: a path, checked at once,
+        or an ``ImportFile``): each row becomes a new person, or is skipped when its email
+        or external id is already there (with ``update``: a new version of that person).
+
+        Each batch is one transaction and a re-run resumes an interrupted import; with
+        ``strict`` a bad row fails the whole import and nothing is written. ``workers``
+        threads hash plaintext passwords (default: one per CPU). ``progress`` is called
+        with the rows read so far after each batch. Rows refused are listed with their line
+        and reason in the summary, never with their values.
+        """
+        file = source if isinstance(source, ImportFile) else ImportFile(source, format)
+        return import_people(
+            self.database, self.keyring, lambda: iter(file), update=update, strict=strict,
+            batch_size=batch_size, workers=workers if workers is not None else (
+                os.cpu_count() or 1),
+            actor=actor, reason=reason, progress=progress)
 
     # --- reads ----------------------------------------------------------------------------
 

@@ -9,9 +9,9 @@ come from outside.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
-import os
 import re
 import uuid
 from collections.abc import Callable
@@ -20,10 +20,12 @@ from typing import Any
 import rfc8785
 from multiformats import CID
 
+from peoplelog.fields import native_enabled
 from peoplelog.schema import InvalidInput, VersionRecord
 
 __all__ = [
     "CID_PREFIX",
+    "b64url",
     "canonical_json",
     "cid_bytes",
     "cid_from_digest",
@@ -31,6 +33,7 @@ __all__ = [
     "envelope",
     "envelope_bytes",
     "envelope_text",
+    "native_envelope_cid",
     "parse_cid",
     "record_of_envelope",
     "version_cid",
@@ -80,10 +83,16 @@ def cid_of(data: bytes) -> str:
     return cid_from_digest(hashlib.sha256(data).digest())
 
 
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def b64url(value: bytes) -> str:
+    """``value`` as unpadded base64url text: how an envelope writes its byte fields."""
+    return binascii.b2a_base64(value, newline=False).translate(_URLSAFE).rstrip(b"=").decode()
+
+
 def _b64(value: bytes | None) -> str | None:
-    if value is None:
-        return None
-    return base64.urlsafe_b64encode(value).decode("ascii").rstrip("=")
+    return None if value is None else b64url(value)
 
 
 def envelope(record: VersionRecord) -> dict[str, Any]:
@@ -207,7 +216,7 @@ def version_cid(record: VersionRecord) -> str:
 
 
 def _load_native() -> Callable[..., str] | None:
-    if os.environ.get("PEOPLELOG_PURE_PYTHON", "") not in ("", "0"):
+    if not native_enabled():
         return None
     try:
         from . import _native  # noqa: PLC0415 - an optional C extension

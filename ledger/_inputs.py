@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 import uuid
+from datetime import UTC, datetime
 
 from peoplelog.schema import InvalidInput
 
@@ -16,6 +17,7 @@ __all__ = [
     "check_person_id",
     "check_reason",
     "check_version",
+    "parse_timestamp",
 ]
 
 MAX_NAME = 256
@@ -81,3 +83,34 @@ def check_version(value: object, what: str = "version") -> int:
     if not 0 <= value <= MAX_VERSION:
         raise InvalidInput(f"{what} must be between 0 and {MAX_VERSION}")
     return value
+
+
+_EXAMPLE = "e.g. 2024-05-01T12:00:00Z or 2024-05-01T14:00:00+02:00"
+
+
+def parse_timestamp(value: datetime | str, what: str = "timestamp") -> datetime:
+    """An aware datetime (in UTC) from a datetime or ISO 8601 text with a zone ('Z' too).
+
+    Naive times are refused: the zone is never guessed. Errors name ``what``, not the value.
+    """
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text or len(text) > 64:
+            raise InvalidInput(f"{what} is not an ISO 8601 timestamp ({_EXAMPLE})")
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput(f"{what} is not an ISO 8601 timestamp ({_EXAMPLE})") from None
+    else:
+        raise InvalidInput(f"{what} must be a timestamp")
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidInput(
+            f"{what} has no time zone; add one (Z or an offset such as +02:00), a naive "
+            "time is not guessed"
+        )
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InvalidInput(f"{what} is out of range") from None

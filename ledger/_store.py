@@ -1,6 +1,7 @@
-"""Where the ledger lives: settings, the embedded PostgreSQL, connections, retries.
+"""Where the ledger lives: connections to PostgreSQL, with retries.
 
-Driver errors are translated into the peoplelog error tree here and nowhere else.
+Driver errors are translated by ``_driver`` (the one place that mapping is made); the
+embedded server is started by ``_embedded``.
 """
 
 from __future__ import annotations
@@ -11,28 +12,21 @@ import logging
 import random
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg import errors as pg_errors
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from peoplelog.schema import (
-    ConfigurationError,
-    Conflict,
-    DatabaseError,
-    DatabaseUnavailable,
-    PeoplelogError,
-)
+from peoplelog.schema import DatabaseUnavailable
 
+from ._driver import RETRYABLE, connect_error, translate_errors, translated
+from ._embedded import embedded_database_url
 from ._settings import Settings
 
-__all__ = ["Database", "translate_errors", "translated"]
+__all__ = ["Conn", "Cursor", "Database", "describe"]
 
 log = logging.getLogger("peoplelog")
 T = TypeVar("T")
@@ -40,40 +34,33 @@ Conn = psycopg.Connection[Any]
 Cursor = psycopg.Cursor[Any]
 
 _CONNECT_TIMEOUT = 5
-_RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 _LOST_WINDOW = 15.0
 """For how long (seconds) work whose connection was lost is retried on a new one: long
 enough for a server restart, short enough to report an outage."""
 
 
-_embedded: dict[Path, Any] = {}
+class _Backoff:
+    """When and after how long work is tried again: pauses from 2 ms doubling to 250 ms,
+    with jitter, and the window of ``_LOST_WINDOW`` seconds within which a lost
+    connection is retried (it opens at the first loss, or at once with ``from_start``).
+    The one retry policy of the store."""
 
+    __slots__ = ("_deadline", "_delay")
 
-def embedded_database_url(home: Path) -> str:
-    """Start (or join) the pgserver PostgreSQL under ``home/pgdata``; return its URL."""
-    pgdata = (home / "pgdata").resolve()
-    server = _embedded.get(pgdata)
-    if server is None:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                import pgserver  # noqa: PLC0415 - slow import, only for the embedded server
-        except ImportError as exc:  # pragma: no cover - pgserver is a dependency
-            raise ConfigurationError(f"embedded PostgreSQL unavailable: {exc}") from None
-        pgdata.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                server = pgserver.get_server(  # type: ignore[attr-defined]
-                    pgdata, cleanup_mode="stop"
-                )
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DatabaseUnavailable(
-                f"embedded PostgreSQL in {pgdata} did not start: {first}"
-            ) from None
-        _embedded[pgdata] = server
-    return str(server.get_uri())
+    def __init__(self, *, from_start: bool = False) -> None:
+        self._delay = 0.002
+        self._deadline = time.monotonic() + _LOST_WINDOW if from_start else None
+
+    def within_lost_window(self) -> bool:
+        """Whether a connection lost now may still be retried."""
+        now = time.monotonic()
+        if self._deadline is None:
+            self._deadline = now + _LOST_WINDOW
+        return now <= self._deadline
+
+    def pause(self) -> None:
+        time.sleep(self._delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not crypto
+        self._delay = min(self._delay * 2, 0.25)
 
 
 def describe(conninfo: str) -> str:
@@ -86,42 +73,6 @@ def describe(conninfo: str) -> str:
     port = params.get("port") or "5432"
     where = host if str(host).startswith("/") else f"{host}:{port}"
     return f"{where}/{params.get('dbname') or params.get('user') or ''}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def translated(exc: psycopg.Error, where: str = "") -> PeoplelogError:
-    """The peoplelog error for a driver error (the one place this mapping is made)."""
-    if isinstance(exc, pg_errors.InsufficientPrivilege):
-        return ConfigurationError(f"permission denied by PostgreSQL: {_first_line(exc)}")
-    if isinstance(exc, pg_errors.UndefinedTable):
-        return ConfigurationError(
-            f"the database is not initialised ({_first_line(exc)}); run `peoplelog init`"
-        )
-    if isinstance(exc, pg_errors.UniqueViolation):
-        return Conflict(f"conflicting write: {_first_line(exc)}")
-    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
-        if isinstance(exc, psycopg.errors.QueryCanceled):
-            return DatabaseError(f"query cancelled: {_first_line(exc)}")
-        return DatabaseUnavailable(
-            f"lost or failed connection to PostgreSQL{where}: {_first_line(exc)}"
-        )
-    state = getattr(exc, "sqlstate", None) or "?"
-    return DatabaseError(f"database error {state}: {_first_line(exc)}")
-
-
-@contextlib.contextmanager
-def translate_errors(where: str = "") -> Iterator[None]:
-    """Turn driver errors into peoplelog errors."""
-    try:
-        yield
-    except PeoplelogError:
-        raise
-    except psycopg.Error as exc:
-        raise translated(exc, where) from None
 
 
 class Database:
@@ -169,14 +120,8 @@ class Database:
             return psycopg.connect(
                 self.conninfo, autocommit=True, connect_timeout=_CONNECT_TIMEOUT
             )
-        except psycopg.ProgrammingError:
-            raise ConfigurationError(
-                "invalid database URL: it could not be parsed (check PEOPLELOG_DATABASE_URL)"
-            ) from None
         except psycopg.Error as exc:
-            raise DatabaseUnavailable(
-                f"cannot connect to PostgreSQL at {self.where}: {_first_line(exc)}"
-            ) from None
+            raise connect_error(exc, self.where) from None
 
     @contextlib.contextmanager
     def connection(self) -> Iterator[Conn]:
@@ -233,19 +178,15 @@ class Database:
         With ``retry_lost`` (for work that only reads) a lost connection is retried on a
         new one, e.g. when the pool held connections a restarted server had dropped.
         """
-        delay = 0.002
-        deadline: float | None = None  # the window opens at the first loss
+        backoff = _Backoff()
         while True:
             try:
                 return self._once(work)
             except DatabaseUnavailable:
-                now = time.monotonic()
-                deadline = now + _LOST_WINDOW if deadline is None else deadline
-                if not retry_lost or now > deadline:
+                if not retry_lost or not backoff.within_lost_window():
                     raise
                 log.warning("connection lost; retrying a read")
-            time.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not crypto
-            delay = min(delay * 2, 0.25)
+            backoff.pause()
 
     def fetch_one(self, query: str, params: Sequence[Any]) -> Any:
         """The first row (or None) of one read-only statement, values in binary format; a
@@ -303,8 +244,7 @@ class Database:
         seconds ``resume`` then looks, on a new connection, for the earlier attempt's
         effect and returns its result, or None to run ``work`` again.
         """
-        delay = 0.002
-        deadline: float | None = None
+        backoff = _Backoff()
         lost = False
         for attempt in itertools.count(1):
             try:
@@ -313,18 +253,15 @@ class Database:
                     if done is not None:
                         return done
                 return self._on_cursor(work)
-            except _RETRYABLE as exc:
+            except RETRYABLE as exc:
                 if attempt >= attempts:
                     raise translated(exc, self._at) from None
             except DatabaseUnavailable:
-                now = time.monotonic()
-                deadline = now + _LOST_WINDOW if deadline is None else deadline
-                if attempts == 1 or now > deadline:
+                if attempts == 1 or not backoff.within_lost_window():
                     raise
                 lost = True
                 log.warning("connection lost; retrying (attempt %d)", attempt)
-            time.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not crypto
-            delay = min(delay * 2, 0.25)
+            backoff.pause()
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _on_cursor(self, work: Callable[[Cursor], T]) -> T:
@@ -341,7 +278,7 @@ class Database:
                     assert cursor is not None  # set with the lane
                 try:
                     return work(cursor)
-                except _RETRYABLE:
+                except RETRYABLE:
                     raise
                 except psycopg.Error as exc:
                     self._settle_lane(pool)
@@ -354,7 +291,7 @@ class Database:
         with self.connection() as conn, conn.cursor(binary=True) as cursor:
             try:
                 return work(cursor)
-            except _RETRYABLE:
+            except RETRYABLE:
                 raise
             except psycopg.Error as exc:
                 raise translated(exc, self._at) from None
@@ -380,9 +317,8 @@ class Database:
         earlier attempt's effect and returns its result, or None to run ``work`` again);
         otherwise ``DatabaseUnavailable`` says that the outcome is unknown.
         """
-        delay = 0.002
+        backoff = _Backoff(from_start=True)
         lost = False
-        deadline = time.monotonic() + _LOST_WINDOW
         for attempt in itertools.count(1):
             committing = False
             try:
@@ -397,7 +333,7 @@ class Database:
                                 result = work(conn)
                                 committing = True  # leaving the block sends COMMIT
                             return result
-                    except _RETRYABLE:
+                    except RETRYABLE:
                         if attempt >= attempts:
                             raise
             except DatabaseUnavailable as exc:
@@ -406,10 +342,9 @@ class Database:
                         f"{exc.message}; the connection was lost during COMMIT, so whether "
                         "the write was stored is unknown: check before writing it again"
                     ) from None
-                if attempts == 1 or time.monotonic() > deadline:
+                if attempts == 1 or not backoff.within_lost_window():
                     raise
                 lost = True
                 log.warning("connection lost; retrying (attempt %d)", attempt)
-            time.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter, not crypto
-            delay = min(delay * 2, 0.25)
+            backoff.pause()
         raise AssertionError("unreachable")  # pragma: no cover

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg import errors as pg_errors
 
 from peoplelog.fields import (
     BlindIndex,
@@ -26,7 +25,6 @@ from peoplelog.schema import (
     FORMAT_VERSION,
     Conflict,
     DecryptionFailed,
-    EmailTaken,
     InvalidInput,
     Op,
     PersonErased,
@@ -37,6 +35,7 @@ from peoplelog.schema import (
 )
 
 from ._cid import version_cid
+from ._driver import translate_errors
 from ._inputs import check_actor, check_reason
 from ._time import from_micros, now_micros, to_micros
 
@@ -226,19 +225,18 @@ def _set_lookup(conn: Conn, person_id: uuid.UUID, digest: bytes | None, key_id: 
     conn.execute("DELETE FROM email_lookup WHERE person_id = %s", (person_id,))
     if digest is None:
         return
-    try:
+    with translate_errors(retryable=True):  # a claim by another person: EmailTaken
         conn.execute(
             "INSERT INTO email_lookup (blind_index, person_id, key_id, norm)"
             " VALUES (%s, %s, %s, 1)",
             (digest, person_id, key_id),
         )
-    except pg_errors.UniqueViolation:
-        raise EmailTaken("email is already registered to another person") from None
 
 
 def _insert(conn: Conn, record: VersionRecord, cid: str) -> None:
     # No savepoint: any failure here ends the whole write, so the transaction rolls back.
-    try:
+    # A version number taken, or a prev that is not the head: VersionConflict.
+    with translate_errors(retryable=True, person_id=record.person_id, version=record.version):
         conn.execute(
             _INSERT_VERSION,
             (
@@ -248,17 +246,6 @@ def _insert(conn: Conn, record: VersionRecord, cid: str) -> None:
                 None if record.verified_at is None else from_micros(record.verified_at),
             ),
         )
-    except pg_errors.UniqueViolation:
-        raise VersionConflict(
-            f"person {record.person_id} already has a version {record.version}"
-        ) from None
-    except psycopg.Error as exc:  # PL001 is a custom class: psycopg raises ProgrammingError
-        if exc.sqlstate == "PL001":
-            raise VersionConflict(
-                f"version {record.version} of person {record.person_id} does not extend "
-                "its chain (prev is not the current head)"
-            ) from None
-        raise
 
 
 def _upsert_latest(conn: Conn, record: VersionRecord, cid: str, created_at: datetime) -> None:
@@ -570,19 +557,16 @@ def append_change(cursor: Cursor, keyring: Keyring, person_id: uuid.UUID, change
     verified = None if record.verified_at is None else from_micros(record.verified_at)
     new_head = _next_head(head, record, cid, recorded, verified)
     try:
-        written = cursor.execute(_GUARDED_APPEND, (
-            record.version, cid, record.op, recorded, record.email, record.name,
-            record.password, verified,
-            person_id, head.version, head.cid, head.recorded_at, head.email, head.name,
-            head.password, head.verified_at, *wrapped,
-            head.cid, record.format, record.actor, record.reason,
-        )).rowcount
-    except pg_errors.UniqueViolation:
+        with translate_errors(retryable=True, person_id=person_id, version=record.version):
+            written = cursor.execute(_GUARDED_APPEND, (
+                record.version, cid, record.op, recorded, record.email, record.name,
+                record.password, verified,
+                person_id, head.version, head.cid, head.recorded_at, head.email, head.name,
+                head.password, head.verified_at, *wrapped,
+                head.cid, record.format, record.actor, record.reason,
+            )).rowcount
+    except VersionConflict:
         written = 0  # people is ahead of people_latest: the locked path reports it
-    except psycopg.Error as exc:
-        if exc.sqlstate != "PL001":
-            raise
-        written = 0
     if written != 1:
         attempted.pop()
         heads.drop(person_id)

@@ -9,6 +9,8 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from peoplelog.ledger import parse_timestamp
+
     from ._audit import AuditReport, audit_database
     from ._checkpoint import (
         Checkpoint,
@@ -28,7 +30,6 @@ if TYPE_CHECKING:
         changes,
         diff_versions,
         history_with_values,
-        parse_timestamp,
         person_as_of,
     )
     from ._latest import ProjectionReport, RebuildReport, check_projections, rebuild_projections
@@ -85,16 +86,16 @@ __all__ = [
 ]
 
 _SOURCES = {
+    "peoplelog.ledger": ("parse_timestamp",),
     "_audit": ("AuditReport", "audit_database"),
-    "_checkpoint": ("Checkpoint", "CheckpointSigner", "TrustedKey", "VerifierKey", "VerifierKeys",
-                    "parse_checkpoint"),
+    "_checkpoint": ("Checkpoint", "CheckpointSigner", "TrustedKey", "VerifierKey",
+                    "VerifierKeys", "parse_checkpoint"),
     "_export": ("EXPORT_FORMAT", "export_ledger", "verify_export"),
     "_history": ("ChangeEntry", "ChangesPage", "FieldChange", "Forensics", "VersionDiff",
-                 "changes", "diff_versions", "history_with_values", "parse_timestamp",
-                 "person_as_of"),
+                 "changes", "diff_versions", "history_with_values", "person_as_of"),
     "_latest": ("ProjectionReport", "RebuildReport", "check_projections", "rebuild_projections"),
-    "_log": ("CheckpointResult", "InclusionProof", "LogReport", "iter_log_findings", "log_origin",
-             "make_checkpoint", "prove_inclusion", "stored_verifier_key"),
+    "_log": ("CheckpointResult", "InclusionProof", "LogReport", "iter_log_findings",
+             "log_origin", "make_checkpoint", "prove_inclusion", "stored_verifier_key"),
     "_verify": ("Finding", "VerificationReport", "iter_findings", "verify_ledger"),
 }
 _MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}

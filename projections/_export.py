@@ -28,7 +28,7 @@ from peoplelog.ledger import (
 
 from ._audit import AuditReport
 from ._checkpoint import Checkpoint, TrustedKey, VerifierKey, parse_checkpoint
-from ._log import log_origin, stored_verifier_key
+from ._log import LogReport, log_origin, stored_verifier_key
 from ._merkle import Frontier, cid_leaf, leaf_hash
 from ._verify import Finding
 
@@ -101,15 +101,18 @@ def _record(env: dict[str, Any]) -> VersionRecord:
 
 def verify_export(lines: Iterable[str], *, held: Checkpoint | None = None,
                   key: TrustedKey | None = None) -> AuditReport:
-    """Verify an export: CIDs, chains, log order, checkpoint roots and signatures."""
-    findings = list(_export_findings(iter(lines), held, key, stats := {"rows": 0,
-                                                                        "persons": 0}))
+    """Verify an export: CIDs, chains, log order, checkpoint roots and signatures, and
+    ``held`` (a checkpoint kept outside) against the exported log. The report has the
+    shape ``verify`` gives for a database, its ``log`` part included."""
+    log = LogReport()
+    stats = {"rows": 0, "persons": 0}
+    findings = list(_export_findings(iter(lines), held, key, stats, log))
     return AuditReport(ok=not findings, checked=stats["rows"], persons=stats["persons"],
-                       findings=findings)
+                       findings=findings, log=log)
 
 
 def _export_findings(lines: Iterator[str], held: Checkpoint | None, key: TrustedKey | None,
-                     stats: dict[str, int]) -> Iterator[Finding]:
+                     stats: dict[str, int], log: LogReport) -> Iterator[Finding]:
     try:
         header = json.loads(next(lines))
     except (StopIteration, ValueError):
@@ -119,9 +122,13 @@ def _export_findings(lines: Iterator[str], held: Checkpoint | None, key: Trusted
     ):
         raise InvalidInput(f"not a {EXPORT_FORMAT} file")
     origin = header.get("origin")
+    log.key_source = None if key is None else "given"
     if key is None and header.get("verifier_key"):
         key = VerifierKey.parse(header["verifier_key"])
-    roots: dict[int, bytes] = {}
+        log.key_source = "export"
+    checkpoints: dict[int, tuple[bytes, str]] = {}
+    """The exported checkpoints by size: (root, note)."""
+    held_matched = held is not None and held.size == 0 and held.root == Frontier().root()
     chains: dict[uuid.UUID, tuple[int, str, bool]] = {}
     frontier = Frontier()
     sequenced = True
@@ -134,7 +141,7 @@ def _export_findings(lines: Iterator[str], held: Checkpoint | None, key: Trusted
                           detail=f"line {number} is not an export record")
             continue
         if kind == "checkpoint":
-            yield from _checkpoint_line(item, number, origin, key, roots)
+            yield from _checkpoint_line(item, number, origin, key, checkpoints)
             continue
         if kind != "version":
             continue
@@ -153,30 +160,51 @@ def _export_findings(lines: Iterator[str], held: Checkpoint | None, key: Trusted
         yield from _version_findings(record, cid, chains, stats)
         if position is None:
             sequenced = False
+            log.pending += 1
             continue
         if not sequenced or position != frontier.size:
             yield Finding(kind="log_gap", person_id=record.person_id, version=record.version,
                           detail=f"log position {frontier.size} expected, found {position}")
         frontier.append(leaf_hash(cid_leaf(cid)))
-        if frontier.size in roots and roots[frontier.size] != frontier.root():
+        exported = checkpoints.get(frontier.size)
+        if exported is not None and exported[0] != frontier.root():
             yield Finding(kind="checkpoint_mismatch", person_id=_NIL, version=None,
                           detail=f"the first {frontier.size} versions do not give the root of "
                                  "the exported checkpoint of that size")
-        if held is not None and frontier.size == held.size and held.root != frontier.root():
-            yield Finding(kind="checkpoint_mismatch", person_id=_NIL, version=None,
-                          detail="the export does not give the root of the held checkpoint")
-    yield from _end_findings(frontier.size, max(roots, default=0), origin, held, key)
+        if held is not None and frontier.size == held.size:
+            held_matched = held.root == frontier.root()
+            if not held_matched:
+                yield Finding(kind="checkpoint_mismatch", person_id=_NIL, version=None,
+                              detail="the export does not give the root of the held checkpoint")
+    newest = max(checkpoints, default=0)
+    _describe_log(log, frontier, checkpoints, held, held_matched)
+    yield from _end_findings(frontier.size, newest, origin, held, key)
+
+
+def _describe_log(log: LogReport, frontier: Frontier, checkpoints: dict[int, tuple[bytes, str]],
+                  held: Checkpoint | None, held_matched: bool) -> None:
+    """What the export's log is, as ``verify`` reports a database's."""
+    newest = max(checkpoints, default=0)
+    log.size = frontier.size
+    log.root = base64.b64encode(frontier.root()).decode()
+    log.checkpoints = len(checkpoints)
+    log.latest_checkpoint = checkpoints[newest][1] if checkpoints else None
+    if held is not None:
+        log.held_size = held.size
+        if newest >= held.size:
+            log.consistent_with_held = held_matched
 
 
 def _checkpoint_line(item: dict[str, Any], number: int, origin: str | None,
-                     key: TrustedKey | None, roots: dict[int, bytes]) -> Iterator[Finding]:
+                     key: TrustedKey | None,
+                     checkpoints: dict[int, tuple[bytes, str]]) -> Iterator[Finding]:
     try:
         cp = parse_checkpoint(item["note"])
     except (InvalidInput, KeyError, TypeError) as exc:
         yield Finding(kind="bad_checkpoint", person_id=_NIL, version=None,
                       detail=f"line {number}: {exc}")
         return
-    roots[cp.size] = cp.root
+    checkpoints[cp.size] = (cp.root, str(item["note"]))
     if cp.origin != origin:
         yield Finding(kind="origin_mismatch", person_id=_NIL, version=None,
                       detail=f"checkpoint {cp.size} is for another log")

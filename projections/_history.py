@@ -38,9 +38,12 @@ from peoplelog.ledger import (
     PersonNotFound,
     PersonView,
     VersionNotFound,
+    check_actor,
+    check_person_id,
+    check_version,
+    parse_timestamp,
+    read_person,
 )
-from peoplelog.ledger._inputs import check_actor, check_person_id, check_version
-from peoplelog.ledger._read import read_person
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -53,7 +56,6 @@ __all__ = [
     "changes",
     "diff_versions",
     "history_with_values",
-    "parse_timestamp",
     "person_as_of",
 ]
 
@@ -69,7 +71,6 @@ _COLUMNS = (
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
-_EXAMPLE = "e.g. 2024-05-01T12:00:00Z or 2024-05-01T14:00:00+02:00"
 
 
 # --- models -------------------------------------------------------------------------------
@@ -147,34 +148,6 @@ class ChangesPage(BaseModel):
 
 
 # --- input --------------------------------------------------------------------------------
-
-
-def parse_timestamp(value: datetime | str, what: str = "timestamp") -> datetime:
-    """An aware datetime (in UTC) from a datetime or ISO 8601 text with a zone ('Z' too).
-
-    Naive times are refused: the zone is never guessed. Errors name ``what``, not the value.
-    """
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str):
-        text = value.strip()
-        if not text or len(text) > 64:
-            raise InvalidInput(f"{what} is not an ISO 8601 timestamp ({_EXAMPLE})")
-        try:
-            moment = datetime.fromisoformat(text)
-        except ValueError:
-            raise InvalidInput(f"{what} is not an ISO 8601 timestamp ({_EXAMPLE})") from None
-    else:
-        raise InvalidInput(f"{what} must be a timestamp")
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise InvalidInput(
-            f"{what} has no time zone; add one (Z or an offset such as +02:00), a naive "
-            "time is not guessed"
-        )
-    try:
-        return moment.astimezone(UTC)
-    except (OverflowError, ValueError):
-        raise InvalidInput(f"{what} is out of range") from None
 
 
 def _optional_time(value: datetime | str | None, what: str) -> datetime | None:

@@ -33,8 +33,7 @@ from peoplelog.fields import (
     Keyring,
     normalise_email,
 )
-from peoplelog.ledger import ChainBroken, DecryptionFailed, InvalidInput, Op
-from peoplelog.ledger._read import check_keyring
+from peoplelog.ledger import ChainBroken, DecryptionFailed, InvalidInput, Op, check_keyring
 
 from ._verify import Finding
 

@@ -10,15 +10,9 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from ._columns import LATEST_COLUMNS, PEOPLE_COLUMNS, column_list
     from ._migrate import Migration, apply_migrations, grant_app_role, migrations
-    from ._models import (
-        FORMAT_VERSION,
-        HistoryEntry,
-        Op,
-        PersonView,
-        VersionRecord,
-        VersionRef,
-    )
+    from ._models import FORMAT_VERSION, HistoryEntry, Op, PersonView, VersionRecord, VersionRef
     from .errors import (
         ChainBroken,
         ConfigurationError,
@@ -40,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMAT_VERSION",
+    "LATEST_COLUMNS",
+    "PEOPLE_COLUMNS",
     "ChainBroken",
     "ConfigurationError",
     "Conflict",
@@ -63,11 +59,13 @@ __all__ = [
     "VersionRecord",
     "VersionRef",
     "apply_migrations",
+    "column_list",
     "grant_app_role",
     "migrations",
 ]
 
 _SOURCES = {
+    "_columns": ("LATEST_COLUMNS", "PEOPLE_COLUMNS", "column_list"),
     "_migrate": ("Migration", "apply_migrations", "grant_app_role", "migrations"),
     "_models": ("FORMAT_VERSION", "HistoryEntry", "Op", "PersonView", "VersionRecord",
                 "VersionRef"),

@@ -24,6 +24,9 @@ from psycopg import sql
 
 from peoplelog.fields import DataKey, Key, KeyPurpose, Keyring
 from peoplelog.ledger import (
+    MAX_ACTOR,
+    MAX_NAME,
+    MAX_REASON,
     ConfigurationError,
     Database,
     DatabaseUnavailable,
@@ -39,7 +42,6 @@ from peoplelog.ledger import (
     VersionNotFound,
     VersionRef,
 )
-from peoplelog.ledger._inputs import MAX_ACTOR, MAX_NAME, MAX_REASON
 
 Conn = psycopg.Connection[Any]
 TABLES = ("people", "people_latest", "email_lookup", "person_keys")

@@ -31,8 +31,9 @@ from conftest import ROOT, Cli, CliResult, create_database, drop_database
 from psycopg import sql
 
 from peoplelog.fields import BlindIndex, KeyPurpose, Keyring, PasswordHasher, normalise_email
-from peoplelog.ledger import Database, Ledger, PersonNotFound, _read, _write
-from peoplelog.ledger._import import ImportSummary, import_people, read_rows
+from peoplelog.ledger import Database, ImportSummary, Ledger, PersonNotFound, _read, _write
+from peoplelog.ledger._import._importer import import_people
+from peoplelog.ledger._import._reading import read_rows
 from peoplelog.projections import check_projections, verify_ledger
 from peoplelog.schema import InvalidInput, apply_migrations
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import threading
 import time
 import uuid
@@ -18,27 +17,21 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from peoplelog.fields import BlindIndex, KeyPurpose, Keyring, normalise_email
-from peoplelog.ledger import Database, Ledger
-from peoplelog.ledger import _write as _write_module
-from peoplelog.ledger._cid import cid_from_digest
-from peoplelog.ledger._import import (
-    _RANDOM,
+from peoplelog.fields import BlindIndex, KeyPurpose, Keyring, RunIds, normalise_email
+from peoplelog.ledger import (
     BATCH_SIZE,
     FIRST_BATCH,
     LANES,
-    MAX_MICROS,
+    Database,
     ImportSummary,
-    _batch_sizes,
-    _cids_at_once,
-    _json_document,
-    _Row,
-    _RunIds,
-    _Sealer,
-    import_people,
-    read_rows,
+    Ledger,
+    check_name,
 )
-from peoplelog.ledger._inputs import check_name
+from peoplelog.ledger import _write as _write_module
+from peoplelog.ledger._import._importer import _batch_sizes, import_people
+from peoplelog.ledger._import._reading import json_document, read_rows
+from peoplelog.ledger._import._sealing import RANDOM, Sealer
+from peoplelog.ledger._import._validation import MAX_MICROS, Row
 from peoplelog.projections import check_projections, verify_ledger
 from peoplelog.schema import InvalidInput
 
@@ -171,13 +164,6 @@ def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
         time.sleep(0.005)
 
 
-@pytest.mark.parametrize("count", [1, 2, 7, 1000])
-def test_cids_of_a_batch_at_once_are_the_cids_one_by_one(count: int) -> None:
-    digests = [os.urandom(32) for _ in range(count)]
-    digests[0] = b"\xff" * 32
-    assert _cids_at_once(digests) == [cid_from_digest(d).encode() for d in digests]
-
-
 # --- the C and Python sealers ------------------------------------------------------------------
 
 _SEALING_KEYS = Keyring.generate()
@@ -187,7 +173,7 @@ _texts = st.text(st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"]), 
 
 
 @st.composite
-def _rows_to_seal(draw: st.DrawFn) -> tuple[_Row, str | None]:
+def _rows_to_seal(draw: st.DrawFn) -> tuple[Row, str | None]:
     local = draw(st.from_regex(r"[a-z0-9][a-z0-9+_-]{0,20}", fullmatch=True))
     email = normalise_email(f"{local}@example.org")
     try:
@@ -196,7 +182,7 @@ def _rows_to_seal(draw: st.DrawFn) -> tuple[_Row, str | None]:
         assume(False)
         raise
     external = draw(st.none() | st.binary(min_size=32, max_size=32))
-    row = _Row(line=draw(st.integers(1, 10**6)), email=email, name=name, password=None,
+    row = Row(line=draw(st.integers(1, 10**6)), email=email, name=name, password=None,
                password_hash=None, verified_at=draw(st.none() | st.integers(0, MAX_MICROS)),
                external_id=None if external is None else "x", email_digest=_BLIND.digest(email),
                id_digest=external)
@@ -208,29 +194,29 @@ def _rows_to_seal(draw: st.DrawFn) -> tuple[_Row, str | None]:
        actor=st.none() | _texts, reason=st.none() | _texts,
        clock=st.integers(0, MAX_MICROS), random=st.randoms(use_true_random=False))
 def test_the_c_sealer_lays_out_the_same_rows_as_the_python_one(
-        rows: list[tuple[_Row, str | None]], actor: str | None, reason: str | None,
+        rows: list[tuple[Row, str | None]], actor: str | None, reason: str | None,
         clock: int, random: Any) -> None:
     """Keys, field ciphertexts, CIDs and binary COPY tuples: byte for byte."""
-    native = _Sealer(_SEALING_KEYS, _BLIND.key.id, actor, reason)
-    python = _Sealer(_SEALING_KEYS, _BLIND.key.id, actor, reason, native=False)
+    native = Sealer(_SEALING_KEYS, _BLIND.key.id, actor, reason)
+    python = Sealer(_SEALING_KEYS, _BLIND.key.id, actor, reason, native=False)
     assert native.native, "the C sealer was not built (setup.py)"
     assert not python.native
-    entropy = random.randbytes(_RANDOM * len(rows))
+    entropy = random.randbytes(RANDOM * len(rows))
     ids = [random.randbytes(16) for _ in rows]
     batch, hashes = [row for row, _ in rows], [phc for _, phc in rows]
 
-    def sealed(sealer: _Sealer) -> Any:
+    def sealed(sealer: Sealer) -> Any:
         return sealer.seal(batch, hashes, ids, random=entropy, clock=lambda: clock)
 
     assert sealed(native) == sealed(python)
 
 
 def test_the_sealer_seals_the_ids_it_is_given_and_checks_its_inputs(keyring: Keyring) -> None:
-    sealer = _Sealer(keyring, "blind", "import", None)
-    row = _Row(1, normalise_email("a@example.org"), "A", None, None, None, None, bytes(32),
+    sealer = Sealer(keyring, "blind", "import", None)
+    row = Row(1, normalise_email("a@example.org"), "A", None, None, None, None, bytes(32),
                None)
     with pytest.raises(ValueError):
-        sealer.seal([row], [None], [bytes(16)], random=bytes(_RANDOM - 1))
+        sealer.seal([row], [None], [bytes(16)], random=bytes(RANDOM - 1))
     with pytest.raises(ValueError):
         sealer.seal([row], [None], [])
     first, second = sealer.seal([row, row], [None, None], [bytes(16), b"\x01" * 16])
@@ -246,7 +232,7 @@ def test_the_sealer_seals_the_ids_it_is_given_and_checks_its_inputs(keyring: Key
        others=st.lists(st.uuids(version=4), max_size=20))
 def test_a_run_knows_the_persons_it_created_and_from_which_line(
         lines: list[int], others: list[uuid.UUID]) -> None:
-    run, other_run = _RunIds(), _RunIds()
+    run, other_run = RunIds(), RunIds()
     ids = [uuid.UUID(bytes=value) for value in run.of(lines)]
     assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
     assert len(set(ids)) == len(ids)
@@ -274,7 +260,7 @@ def test_a_line_is_read_as_json_loads_reads_it(parts: tuple[str, str, str]) -> N
     except ValueError:
         expected = ("error", None)
     try:
-        got: tuple[str, Any] = ("document", _json_document(text))
+        got: tuple[str, Any] = ("document", json_document(text))
     except ValueError:
         got = ("error", None)
     assert repr(got) == repr(expected)  # repr: NaN is not equal to itself
