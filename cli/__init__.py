@@ -81,12 +81,12 @@ def _password_argument(argv: Sequence[str]) -> bool:
 def _command_words(argv: Sequence[str]) -> str:
     """``peoplelog`` and the command words before the first option (``person create``)."""
     words = ["peoplelog"]
-    for token in argv:
-        if token == "--json":
+    for word in argv:
+        if word == "--json":
             continue
-        if token.startswith("-") or len(words) == 3:
+        if word.startswith("-") or len(words) == 3:
             break
-        words.append(token)
+        words.append(word)
     return " ".join(words)
 
 
@@ -94,9 +94,10 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     """The command line's namespace; usage errors end the program (exit 2)."""
     Parser.json_errors = "--json" in argv
     if _password_argument(argv):
-        usage_error(_command_words(argv), "passwords are not taken as arguments (they would show in "
-                                 "the process list and the shell history): pipe the password "
-                                 "on stdin and give --password-stdin")
+        usage_error(_command_words(argv),
+                    "passwords are not taken as arguments (they would show in the process "
+                    "list and the shell history): pipe the password on stdin and give "
+                    "--password-stdin")
     parser = build_parser()
     args, extras = parser.parse_known_args(list(argv))
     if extras:

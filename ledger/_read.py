@@ -9,6 +9,7 @@ import psycopg
 
 from peoplelog.fields import BlindIndex, DataKey, KeyPurpose, Keyring, NormalisedEmail
 from peoplelog.schema import (
+    HISTORY_COLUMNS,
     HistoryEntry,
     KeyNotFound,
     KeyringError,
@@ -17,6 +18,7 @@ from peoplelog.schema import (
     PersonNotFound,
     PersonView,
     VersionNotFound,
+    column_list,
 )
 
 from ._write import load_data_key
@@ -27,9 +29,7 @@ __all__ = ["BY_BLIND_INDEX", "check_keyring", "find_person_id", "history",
 Conn = psycopg.Connection[Any]
 
 BY_BLIND_INDEX = "SELECT person_id FROM email_lookup WHERE blind_index = %s"
-_COLUMNS = (
-    "version, cid, prev, op, recorded_at, actor, reason, email, name, password, verified_at"
-)
+_COLUMNS = column_list(HISTORY_COLUMNS)
 
 
 def _person_exists(conn: Conn, person_id: uuid.UUID) -> bool:

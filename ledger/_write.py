@@ -23,6 +23,8 @@ from peoplelog.fields import (
 )
 from peoplelog.schema import (
     FORMAT_VERSION,
+    LATEST_COLUMNS,
+    PEOPLE_COLUMNS,
     Conflict,
     DecryptionFailed,
     InvalidInput,
@@ -32,6 +34,8 @@ from peoplelog.schema import (
     VersionConflict,
     VersionRecord,
     VersionRef,
+    column_list,
+    placeholders,
 )
 
 from ._cid import version_cid
@@ -60,24 +64,20 @@ __all__ = [
 Conn = psycopg.Connection[Any]
 Cursor = psycopg.Cursor[Any]
 
-_INSERT_VERSION = """
-INSERT INTO people (person_id, version, cid, prev, format, op, recorded_at, actor, reason,
-                    email, name, password, verified_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-"""
-_UPSERT_LATEST = """
-INSERT INTO people_latest AS l (person_id, version, cid, op, created_at, recorded_at,
-                                email, name, password, verified_at, erased_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (person_id) DO UPDATE SET
-    version = EXCLUDED.version, cid = EXCLUDED.cid, op = EXCLUDED.op,
-    recorded_at = EXCLUDED.recorded_at, email = EXCLUDED.email, name = EXCLUDED.name,
-    password = EXCLUDED.password, verified_at = EXCLUDED.verified_at,
-    erased_at = EXCLUDED.erased_at
-"""
+_INSERT_VERSION = (f"INSERT INTO people ({column_list(PEOPLE_COLUMNS)})"  # noqa: S608 - column constants
+                   f" VALUES ({placeholders(PEOPLE_COLUMNS)})")
+_UPSERT_LATEST = (
+    f"INSERT INTO people_latest AS l ({column_list(LATEST_COLUMNS)})"  # noqa: S608 - column constants
+    f" VALUES ({placeholders(LATEST_COLUMNS)}) ON CONFLICT (person_id) DO UPDATE SET "
+    + ", ".join(f"{column} = EXCLUDED.{column}" for column in LATEST_COLUMNS
+                if column not in ("person_id", "created_at")))
 
 
-_GUARDED_APPEND = """
+_FROM_HEAD = {"prev": "%s::text", "format": "%s::smallint", "actor": "%s::text",
+              "reason": "%s::text"}
+"""What the guarded append inserts that the updated head does not hold (the statement's
+last four parameters, in the columns' order)."""
+_GUARDED_APPEND = f"""
 WITH head AS (
     UPDATE people_latest
     SET version = %s::integer, cid = %s::text, op = %s::text, recorded_at = %s::timestamptz,
@@ -92,12 +92,10 @@ WITH head AS (
            ORDER BY k.key_version DESC LIMIT 1)
     RETURNING person_id, version, cid, op, recorded_at, email, name, password, verified_at
 )
-INSERT INTO people (person_id, version, cid, prev, format, op, recorded_at, actor, reason,
-                    email, name, password, verified_at)
-SELECT person_id, version, cid, %s::text, %s::smallint, op, recorded_at, %s::text, %s::text,
-       email, name, password, verified_at
+INSERT INTO people ({column_list(PEOPLE_COLUMNS)})
+SELECT {column_list(_FROM_HEAD.get(column, column) for column in PEOPLE_COLUMNS)}
 FROM head
-"""
+"""  # noqa: S608 - column constants
 """One statement, so one round trip and its own transaction: moves ``people_latest`` from
 the head the version was built on to the version, and inserts the version, only if that
 row (locked by the UPDATE) still is that head, column for column, and the person's newest
@@ -123,10 +121,7 @@ class Head:
 
 
 def lock_head(conn: Conn, person_id: uuid.UUID, *, lock: bool = True) -> Head | None:
-    query = (
-        "SELECT person_id, version, cid, op, created_at, recorded_at, email, name, password,"
-        " verified_at, erased_at FROM people_latest WHERE person_id = %s"
-    )
+    query = f"SELECT {column_list(LATEST_COLUMNS)} FROM people_latest WHERE person_id = %s"  # noqa: S608
     row = conn.execute(query + (" FOR UPDATE" if lock else ""), (person_id,)).fetchone()
     return None if row is None else Head(*row)
 
@@ -136,8 +131,7 @@ Wrapped = tuple[int, str, bytes]
 Cached = tuple[Head, DataKey, Wrapped]
 
 _HEAD_WITH_KEY = (
-    "SELECT l.person_id, l.version, l.cid, l.op, l.created_at, l.recorded_at, l.email,"
-    " l.name, l.password, l.verified_at, l.erased_at, k.key_version, k.kek_id,"
+    f"SELECT {column_list(LATEST_COLUMNS, 'l')}, k.key_version, k.kek_id,"  # noqa: S608 - column constants
     " k.wrapped_key FROM people_latest l LEFT JOIN LATERAL ("
     "  SELECT key_version, kek_id, wrapped_key FROM person_keys"
     "  WHERE person_id = l.person_id ORDER BY key_version DESC LIMIT 1) k ON true"

@@ -13,8 +13,9 @@ and no cipher until one of them is needed.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from peoplelog.schema.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from peoplelog.ledger import (
@@ -126,17 +127,5 @@ _SOURCES = {
                                 "PeoplelogError", "PersonErased", "PersonNotFound",
                                 "VersionConflict", "VersionNotFound"),
 }
-_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
-
-
-def __getattr__(name: str) -> object:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+if not TYPE_CHECKING:  # type checkers see the imports above; at run time, names load on use
+    __getattr__, __dir__ = lazy_exports(__name__, _SOURCES, globals(), __all__)

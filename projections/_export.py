@@ -25,6 +25,7 @@ from peoplelog.ledger import (
     envelope,
     envelope_bytes,
 )
+from peoplelog.schema import PEOPLE_COLUMNS
 
 from ._audit import AuditReport
 from ._checkpoint import Checkpoint, TrustedKey, VerifierKey, parse_checkpoint
@@ -38,14 +39,17 @@ Conn = psycopg.Connection[Any]
 EXPORT_FORMAT = "peoplelog-export/1"
 _NIL = uuid.UUID(int=0)
 _OPS = frozenset(op.value for op in Op)
-_QUERY = """
-SELECT l.position, p.person_id, p.version, p.cid, p.prev, p.format, p.op,
-       (extract(epoch FROM p.recorded_at) * 1000000)::bigint, p.actor, p.reason,
-       p.email, p.name, p.password, (extract(epoch FROM p.verified_at) * 1000000)::bigint
-FROM people p
-LEFT JOIN log_entries l ON l.person_id = p.person_id AND l.version = p.version
-ORDER BY l.position NULLS LAST, p.seq
-"""
+_MICROS = "(extract(epoch FROM p.{0}) * 1000000)::bigint"
+_QUERY = (
+    "SELECT l.position, "  # noqa: S608 - the column constants
+    + ", ".join(_MICROS.format(column) if column in ("recorded_at", "verified_at")
+                else f"p.{column}" for column in PEOPLE_COLUMNS)
+    + " FROM people p"
+    " LEFT JOIN log_entries l ON l.person_id = p.person_id AND l.version = p.version"
+    " ORDER BY l.position NULLS LAST, p.seq"
+)
+"""Every version with its log position, in log order; timestamps as the envelope's
+integer microseconds."""
 
 
 def _bytes(value: Any) -> bytes | None:

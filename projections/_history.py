@@ -44,6 +44,7 @@ from peoplelog.ledger import (
     parse_timestamp,
     read_person,
 )
+from peoplelog.schema import HISTORY_COLUMNS, column_list
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -66,9 +67,7 @@ MAX_LIMIT = 1000
 
 _FIELDS = ("email", "name", "password", "verified_at")
 _ENCRYPTED = ("email", "name")  # decrypted when keys allow; the password hash never is
-_COLUMNS = (
-    "version, cid, prev, op, recorded_at, actor, reason, email, name, password, verified_at"
-)
+_COLUMNS = column_list(HISTORY_COLUMNS)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 

@@ -1,17 +1,18 @@
 """Which scanners verification uses: the C ones (``_native``) when built, else pure Python.
 
-``PEOPLELOG_PURE_PYTHON=1`` forces the pure-Python scanners (the contract tests run both).
+``peoplelog.fields.native_enabled`` (the one switch) can force the pure-Python scanners; the
+contract tests run both.
 The C scanners read text as UTF-8, so they are used only on UTF-8 connections.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from peoplelog.fields import native_enabled
 from peoplelog.ledger import FORMAT_VERSION, Op
 
 if TYPE_CHECKING:
@@ -21,7 +22,7 @@ __all__ = ["native_available", "native_chain_scanner", "native_log_scanner"]
 
 
 def _module(conn: psycopg.Connection[Any] | None) -> Any:
-    if os.environ.get("PEOPLELOG_PURE_PYTHON", "") not in ("", "0"):
+    if not native_enabled():
         return None
     if conn is not None and conn.info.encoding != "utf-8":
         return None

@@ -28,6 +28,7 @@ from peoplelog.ledger import (
     cid_bytes,
     cid_from_digest,
 )
+from peoplelog.schema import PEOPLE_COLUMNS, column_list
 
 from ._speedups import native_chain_scanner
 
@@ -75,9 +76,7 @@ _COLUMNS = sql.SQL(_SELECT.format(_CANONICAL_OR_NULL))
 functions schema-qualified) while this process hashes the previous rows: the two overlap
 on two cores. Hashing and comparing stay here."""
 _TYPES = ["text", "int4", "text", "text", "int2", "text", "text"]
-_RAW_COLUMNS = sql.SQL(
-    "people.person_id, version, cid, prev, format, op, recorded_at, actor, reason, email,"
-    " name, password, verified_at")
+_RAW_COLUMNS = sql.SQL(column_list(PEOPLE_COLUMNS, "people"))
 """What the C scanner reads: the stored columns, canonicalised and hashed in C."""
 _PROGRESS_EVERY = 20_000
 _OPS = frozenset(op.value for op in Op)

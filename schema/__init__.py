@@ -6,11 +6,12 @@ import the database driver.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
+from .lazy import lazy_exports
+
 if TYPE_CHECKING:
-    from ._columns import LATEST_COLUMNS, PEOPLE_COLUMNS, column_list
+    from ._columns import HISTORY_COLUMNS, LATEST_COLUMNS, PEOPLE_COLUMNS, column_list, placeholders
     from ._migrate import Migration, apply_migrations, grant_app_role, migrations
     from ._models import FORMAT_VERSION, HistoryEntry, Op, PersonView, VersionRecord, VersionRef
     from .errors import (
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMAT_VERSION",
+    "HISTORY_COLUMNS",
     "LATEST_COLUMNS",
     "PEOPLE_COLUMNS",
     "ChainBroken",
@@ -62,10 +64,12 @@ __all__ = [
     "column_list",
     "grant_app_role",
     "migrations",
+    "placeholders",
 ]
 
 _SOURCES = {
-    "_columns": ("LATEST_COLUMNS", "PEOPLE_COLUMNS", "column_list"),
+    "_columns": ("HISTORY_COLUMNS", "LATEST_COLUMNS", "PEOPLE_COLUMNS", "column_list",
+                 "placeholders"),
     "_migrate": ("Migration", "apply_migrations", "grant_app_role", "migrations"),
     "_models": ("FORMAT_VERSION", "HistoryEntry", "Op", "PersonView", "VersionRecord",
                 "VersionRef"),
@@ -74,17 +78,5 @@ _SOURCES = {
                "KeyNotFound", "KeyringError", "NotFound", "PeoplelogError", "PersonErased",
                "PersonNotFound", "VersionConflict", "VersionNotFound"),
 }
-_MODULE_OF = {name: module for module, names in _SOURCES.items() for name in names}
-
-
-def __getattr__(name: str) -> object:
-    module = _MODULE_OF.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+if not TYPE_CHECKING:  # type checkers see the imports above; at run time, names load on use
+    __getattr__, __dir__ = lazy_exports(__name__, _SOURCES, globals(), __all__)

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["LATEST_COLUMNS", "PEOPLE_COLUMNS", "column_list"]
+__all__ = ["HISTORY_COLUMNS", "LATEST_COLUMNS", "PEOPLE_COLUMNS", "column_list", "placeholders"]
 
 PEOPLE_COLUMNS = (
     "person_id", "version", "cid", "prev", "format", "op", "recorded_at", "actor", "reason",
     "email", "name", "password", "verified_at",
 )
 """The columns of ``people`` a version is stored in (``seq`` is the server's alone)."""
+
+HISTORY_COLUMNS = tuple(c for c in PEOPLE_COLUMNS if c not in ("person_id", "format"))
+"""A version's columns as one person's history reads them (the person is known, and the
+envelope format is the same for every version)."""
 
 LATEST_COLUMNS = (
     "person_id", "version", "cid", "op", "created_at", "recorded_at", "email", "name",
@@ -28,3 +32,8 @@ def column_list(columns: Iterable[str], alias: str = "") -> str:
     """``columns`` joined for a statement, each prefixed with ``alias.`` when given."""
     prefix = f"{alias}." if alias else ""
     return ", ".join(prefix + column for column in columns)
+
+
+def placeholders(columns: Iterable[str]) -> str:
+    """One ``%s`` per column, for a statement's VALUES."""
+    return ", ".join("%s" for _ in columns)
