@@ -14,7 +14,8 @@ from typing import Any
 
 import psycopg
 
-from peoplelog.ledger import Op, VersionRecord, version_cid
+from peoplelog.ledger import version_cid
+from peoplelog.schema import Op, VersionRecord
 
 __all__ = ["fill_ledger", "from_micros", "now_micros"]
 

@@ -1,7 +1,9 @@
 """peoplelog's ledger: person versions, content-addressed, chained and encrypted.
 
-The public API: ``Ledger`` for applications, the record and CID helpers for auditors'
-tools, and the error tree (``PeoplelogError`` and its subclasses).
+The public API: ``Ledger`` (and ``connect``, ``init_store``) for applications, ``Settings``
+and ``Database`` for every entry point, the record and CID helpers for auditors' tools, bulk
+import, and the input checks the CLI makes before it opens a database. The records and
+the error tree are ``peoplelog.schema``'s; ``import peoplelog`` gives both.
 
 Names are loaded on first use (PEP 562): importing the package costs nothing until
 one of them is asked for."""
@@ -13,31 +15,6 @@ from typing import TYPE_CHECKING
 from peoplelog.schema.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from peoplelog.schema import (
-        FORMAT_VERSION,
-        ChainBroken,
-        ConfigurationError,
-        Conflict,
-        DatabaseError,
-        DatabaseUnavailable,
-        DecryptionFailed,
-        EmailTaken,
-        HistoryEntry,
-        InvalidInput,
-        KeyNotFound,
-        KeyringError,
-        NotFound,
-        Op,
-        PeoplelogError,
-        PersonErased,
-        PersonNotFound,
-        PersonView,
-        VersionConflict,
-        VersionNotFound,
-        VersionRecord,
-        VersionRef,
-    )
-
     from ._api import KeysWanted, Ledger, connect
     from ._cid import (
         CID_PREFIX,
@@ -75,40 +52,18 @@ __all__ = [
     "BATCH_SIZE",
     "CID_PREFIX",
     "FIRST_BATCH",
-    "FORMAT_VERSION",
     "LANES",
     "MAX_ACTOR",
     "MAX_NAME",
     "MAX_REASON",
-    "ChainBroken",
-    "ConfigurationError",
-    "Conflict",
     "Database",
-    "DatabaseError",
-    "DatabaseUnavailable",
-    "DecryptionFailed",
-    "EmailTaken",
-    "HistoryEntry",
     "ImportFile",
     "ImportSummary",
-    "InvalidInput",
-    "KeyNotFound",
-    "KeyringError",
     "KeysWanted",
     "Ledger",
-    "NotFound",
-    "Op",
-    "PeoplelogError",
-    "PersonErased",
-    "PersonNotFound",
-    "PersonView",
     "RowError",
     "Settings",
     "StoreInit",
-    "VersionConflict",
-    "VersionNotFound",
-    "VersionRecord",
-    "VersionRef",
     "canonical_json",
     "check_actor",
     "check_keyring",
@@ -132,12 +87,6 @@ __all__ = [
 ]
 
 _SOURCES = {
-    "peoplelog.schema": ("FORMAT_VERSION", "ChainBroken", "ConfigurationError", "Conflict",
-                         "DatabaseError", "DatabaseUnavailable", "DecryptionFailed",
-                         "EmailTaken", "HistoryEntry", "InvalidInput", "KeyNotFound",
-                         "KeyringError", "NotFound", "Op", "PeoplelogError", "PersonErased",
-                         "PersonNotFound", "PersonView", "VersionConflict", "VersionNotFound",
-                         "VersionRecord", "VersionRef"),
     "_api": ("KeysWanted", "Ledger", "connect"),
     "_cid": ("CID_PREFIX", "canonical_json", "cid_bytes", "cid_from_digest", "cid_of",
              "envelope", "envelope_bytes", "envelope_text", "parse_cid", "record_of_envelope",

@@ -17,8 +17,6 @@ from peoplelog.schema import (
     PersonView,
     VersionRecord,
     VersionRef,
-    apply_migrations,
-    grant_app_role,
 )
 
 from . import _read, _write
@@ -27,6 +25,7 @@ from ._import._reading import ImportFile
 from ._import._summary import ImportSummary
 from ._inputs import check_actor, check_name, check_person_id, check_reason, check_version
 from ._settings import Settings
+from ._setup import migrate
 from ._store import Conn, Cursor, Database
 from ._time import now_micros
 
@@ -117,13 +116,7 @@ class Ledger:
 
     def migrate(self, app_role: str | None = None) -> list[str]:
         """Apply pending migrations; optionally grant an application role its rights."""
-        def work(conn: Conn) -> list[str]:
-            applied = apply_migrations(conn)
-            if app_role is not None:
-                grant_app_role(conn, app_role)
-            return applied
-
-        return self.database.run(work)
+        return migrate(self.database, app_role)
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -378,19 +371,6 @@ def _found(conn: Conn, person_id: uuid.UUID, cid: str) -> VersionRef | None:
     return VersionRef(person_id=person_id, version=row[0], cid=cid, written=True)
 
 
-def connect(
-    database_url: str | None = None,
-    keyring: Keyring | str | Path | None = None,
-    *,
-    settings: Settings | None = None,
-    pool_size: int = 4,
-    keys: KeysWanted = "required",
-) -> Ledger:
-    """Open a ``Ledger`` (the shortcut for ``Ledger.open``, as ``psycopg.connect`` is for
-    ``Connection.connect``); use it as a context manager to close it.
-
-    >>> with peoplelog.connect() as ledger:               # doctest: +SKIP
-    ...     ref = ledger.create_person(email="ada@example.org", name="Ada")
-    """
-    return Ledger.open(database_url, keyring, settings=settings, pool_size=pool_size,
-                       keys=keys)
+connect = Ledger.open
+"""Open a ``Ledger``: the shortcut for ``Ledger.open``, as ``psycopg.connect`` is for
+``Connection.connect``. Use it as a context manager to close it."""

@@ -10,7 +10,7 @@ from peoplelog.schema import apply_migrations, grant_app_role
 from ._settings import Settings
 from ._store import Conn, Database
 
-__all__ = ["StoreInit", "init_store"]
+__all__ = ["StoreInit", "init_store", "migrate"]
 
 
 class StoreInit(BaseModel):
@@ -23,6 +23,18 @@ class StoreInit(BaseModel):
     """The keyring file, or ``$PEOPLELOG_KEYRING_JSON`` when it is given as a document."""
     keyring_created: bool
     app_role: str | None
+
+
+def migrate(database: Database, app_role: str | None = None) -> list[str]:
+    """Apply pending migrations (idempotent); with ``app_role``, grant that existing role
+    what an application needs and nothing more. The names of the migrations applied."""
+    def work(conn: Conn) -> list[str]:
+        applied = apply_migrations(conn)
+        if app_role is not None:
+            grant_app_role(conn, app_role)
+        return applied
+
+    return database.run(work)
 
 
 def init_store(settings: Settings | None = None, *, app_role: str | None = None) -> StoreInit:
@@ -40,13 +52,7 @@ def init_store(settings: Settings | None = None, *, app_role: str | None = None)
     settings.keyring()  # refuses a missing, unreadable, malformed or too open keyring
     database = Database.from_settings(settings, pool_size=1)
     try:
-        def work(conn: Conn) -> list[str]:
-            applied = apply_migrations(conn)
-            if app_role is not None:
-                grant_app_role(conn, app_role)
-            return applied
-
-        applied = database.run(work)
+        applied = migrate(database, app_role)
     finally:
         database.close()
     return StoreInit(database=database.where, migrations_applied=applied,

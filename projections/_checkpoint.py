@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from peoplelog.fields import Key, KeyPurpose
-from peoplelog.ledger import InvalidInput
+from peoplelog.schema import InvalidInput
 
 __all__ = [
     "Checkpoint",

@@ -16,16 +16,8 @@ from typing import Any, TextIO
 
 import psycopg
 
-from peoplelog.ledger import (
-    FORMAT_VERSION,
-    InvalidInput,
-    Op,
-    VersionRecord,
-    cid_of,
-    envelope,
-    envelope_bytes,
-)
-from peoplelog.schema import PEOPLE_COLUMNS
+from peoplelog.ledger import cid_of, envelope, envelope_bytes
+from peoplelog.schema import FORMAT_VERSION, PEOPLE_COLUMNS, InvalidInput, Op, VersionRecord
 
 from ._audit import AuditReport
 from ._checkpoint import Checkpoint, TrustedKey, VerifierKey, parse_checkpoint

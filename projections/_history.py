@@ -27,10 +27,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from peoplelog.fields import DataKey, KeyPurpose, Keyring
 from peoplelog.ledger import (
+    Ledger,
+    check_actor,
+    check_person_id,
+    check_version,
+    parse_timestamp,
+    read_person,
+)
+from peoplelog.schema import (
+    HISTORY_COLUMNS,
     DecryptionFailed,
     HistoryEntry,
     InvalidInput,
-    Ledger,
     NotFound,
     Op,
     PeoplelogError,
@@ -38,13 +46,8 @@ from peoplelog.ledger import (
     PersonNotFound,
     PersonView,
     VersionNotFound,
-    check_actor,
-    check_person_id,
-    check_version,
-    parse_timestamp,
-    read_person,
+    column_list,
 )
-from peoplelog.schema import HISTORY_COLUMNS, column_list
 
 __all__ = [
     "DEFAULT_LIMIT",

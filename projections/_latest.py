@@ -33,7 +33,8 @@ from peoplelog.fields import (
     Keyring,
     normalise_email,
 )
-from peoplelog.ledger import ChainBroken, DecryptionFailed, InvalidInput, Op, check_keyring
+from peoplelog.ledger import check_keyring
+from peoplelog.schema import ChainBroken, DecryptionFailed, InvalidInput, Op
 
 from ._verify import Finding
 

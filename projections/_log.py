@@ -17,7 +17,8 @@ from typing import Any
 import psycopg
 from pydantic import BaseModel
 
-from peoplelog.ledger import (
+from peoplelog.ledger import envelope, record_of_envelope, version_cid
+from peoplelog.schema import (
     ChainBroken,
     DatabaseError,
     InvalidInput,
@@ -25,9 +26,6 @@ from peoplelog.ledger import (
     PersonNotFound,
     VersionNotFound,
     VersionRecord,
-    envelope,
-    record_of_envelope,
-    version_cid,
 )
 
 from ._checkpoint import (

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from peoplelog.fields import native_enabled
-from peoplelog.ledger import FORMAT_VERSION, Op
+from peoplelog.schema import FORMAT_VERSION, Op
 
 if TYPE_CHECKING:
     from ._native import ChainScanner, LogScanner

@@ -19,16 +19,16 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict
 from typing_extensions import Buffer
 
-from peoplelog.ledger import (
+from peoplelog.ledger import cid_bytes, cid_from_digest
+from peoplelog.schema import (
     FORMAT_VERSION,
+    PEOPLE_COLUMNS,
     DatabaseError,
     InvalidInput,
     Op,
     PersonNotFound,
-    cid_bytes,
-    cid_from_digest,
+    column_list,
 )
-from peoplelog.schema import PEOPLE_COLUMNS, column_list
 
 from ._speedups import native_chain_scanner
 

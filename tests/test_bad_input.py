@@ -23,22 +23,17 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from peoplelog.fields import DataKey, Key, KeyPurpose, Keyring
-from peoplelog.ledger import (
-    MAX_ACTOR,
-    MAX_NAME,
-    MAX_REASON,
+from peoplelog.ledger import MAX_ACTOR, MAX_NAME, MAX_REASON, Database, Ledger, Settings
+from peoplelog.schema import (
     ConfigurationError,
-    Database,
     DatabaseUnavailable,
     DecryptionFailed,
     EmailTaken,
     InvalidInput,
     KeyNotFound,
     KeyringError,
-    Ledger,
     PeoplelogError,
     PersonNotFound,
-    Settings,
     VersionNotFound,
     VersionRef,
 )

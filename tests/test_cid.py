@@ -22,7 +22,8 @@ from multiformats import CID
 from psycopg.types.string import TextLoader
 
 import peoplelog.ledger as ledger
-from peoplelog.ledger import InvalidInput, Ledger, VersionRecord, VersionRef
+from peoplelog.ledger import Ledger
+from peoplelog.schema import InvalidInput, VersionRecord, VersionRef
 
 ROOT = Path(__file__).resolve().parent.parent
 FORMAT_DOC = ROOT / "docs" / "FORMAT.md"

@@ -24,7 +24,8 @@ import pytest
 from conftest import ROOT, Cli
 
 from peoplelog.fields import Keyring
-from peoplelog.ledger import Database, Ledger, VersionConflict, VersionRef
+from peoplelog.ledger import Database, Ledger
+from peoplelog.schema import VersionConflict, VersionRef
 
 pytestmark = pytest.mark.slow
 

@@ -22,16 +22,16 @@ import pytest
 from psycopg import sql
 
 from peoplelog.fields import FIELDS, BlindIndex, DataKey, Key, KeyPurpose, Keyring, normalise_email
-from peoplelog.ledger import (
+from peoplelog.ledger import Ledger
+from peoplelog.projections import verify_ledger
+from peoplelog.schema import (
     DecryptionFailed,
     InvalidInput,
-    Ledger,
     Op,
     PersonErased,
     PersonNotFound,
     VersionRef,
 )
-from peoplelog.projections import verify_ledger
 
 Conn = psycopg.Connection[Any]
 TABLES = ("people", "people_latest", "email_lookup", "person_keys")

@@ -17,13 +17,7 @@ import pytest
 from conftest import Cli, CliResult
 
 from peoplelog.fields import Keyring
-from peoplelog.ledger import (
-    Database,
-    InvalidInput,
-    Ledger,
-    PersonNotFound,
-    VersionNotFound,
-)
+from peoplelog.ledger import Database, Ledger
 from peoplelog.projections import (
     ChangesPage,
     Forensics,
@@ -33,6 +27,7 @@ from peoplelog.projections import (
     parse_timestamp,
     person_as_of,
 )
+from peoplelog.schema import InvalidInput, PersonNotFound, VersionNotFound
 
 Conn = psycopg.Connection[Any]
 MICRO = timedelta(microseconds=1)

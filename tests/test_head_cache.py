@@ -15,17 +15,16 @@ import psycopg
 import pytest
 
 from peoplelog.fields import Keyring
-from peoplelog.ledger import (
-    Database,
+from peoplelog.ledger import Database, Ledger
+from peoplelog.ledger._write import HeadCache
+from peoplelog.projections import verify_ledger
+from peoplelog.schema import (
     DecryptionFailed,
     KeyNotFound,
-    Ledger,
     PersonErased,
     VersionConflict,
     VersionRef,
 )
-from peoplelog.ledger._write import HeadCache
-from peoplelog.projections import verify_ledger
 
 Conn = psycopg.Connection[Any]
 

@@ -31,11 +31,11 @@ from conftest import ROOT, Cli, CliResult, create_database, drop_database
 from psycopg import sql
 
 from peoplelog.fields import BlindIndex, KeyPurpose, Keyring, PasswordHasher, normalise_email
-from peoplelog.ledger import Database, ImportSummary, Ledger, PersonNotFound, _read, _write
+from peoplelog.ledger import Database, ImportSummary, Ledger, _read, _write
 from peoplelog.ledger._import._importer import import_people
 from peoplelog.ledger._import._reading import read_rows
 from peoplelog.projections import check_projections, verify_ledger
-from peoplelog.schema import InvalidInput, apply_migrations
+from peoplelog.schema import InvalidInput, PersonNotFound, apply_migrations
 
 Conn = psycopg.Connection[Any]
 TABLES = ("people", "people_latest", "email_lookup", "external_ids", "person_keys")

@@ -27,7 +27,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from peoplelog.fields import Key, KeyPurpose, Keyring
-from peoplelog.ledger import InvalidInput
 from peoplelog.projections import (
     Checkpoint,
     CheckpointSigner,
@@ -50,6 +49,7 @@ from peoplelog.projections._merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from peoplelog.schema import InvalidInput
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 GENERATOR = runpy.run_path(str(VECTORS / "generate_merkle.py"))

@@ -28,8 +28,9 @@ from peoplelog.fields import (
     PasswordHasher,
     normalise_email,
 )
-from peoplelog.ledger import Database, Ledger, PeoplelogError, VersionRef, _read
+from peoplelog.ledger import Database, Ledger, _read
 from peoplelog.ledger._write import Change
+from peoplelog.schema import PeoplelogError, VersionRef
 
 Conn = psycopg.Connection[Any]
 

@@ -23,7 +23,7 @@ import pytest
 from conftest import Cli, CliResult, create_database, drop_database
 
 from peoplelog.fields import BlindIndex, KeyPurpose, Keyring, normalise_email
-from peoplelog.ledger import ChainBroken, Database, Ledger, Op, VersionRecord, version_cid
+from peoplelog.ledger import Database, Ledger, version_cid
 from peoplelog.ledger._write import load_data_key
 from peoplelog.projections import (
     ProjectionReport,
@@ -32,7 +32,7 @@ from peoplelog.projections import (
     rebuild_projections,
     verify_ledger,
 )
-from peoplelog.schema import apply_migrations
+from peoplelog.schema import ChainBroken, Op, VersionRecord, apply_migrations
 
 Conn = psycopg.Connection[Any]
 

@@ -21,11 +21,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peoplelog.ledger import DatabaseError, cid_bytes, cid_of, envelope_text
+from peoplelog.ledger import cid_bytes, cid_of, envelope_text
 from peoplelog.projections._merkle import Frontier, RangeHasher, consistency_ranges, leaf_hash
 from peoplelog.projections._native import ChainScanner, LogScanner
 from peoplelog.projections._speedups import native_chain_scanner, native_log_scanner
 from peoplelog.projections._verify import _raw_query, feed
+from peoplelog.schema import DatabaseError
 
 Conn = psycopg.Connection[Any]
 FORGED = "bafkrei" + "a" * 52

@@ -15,8 +15,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from peoplelog.fields import Keyring
-from peoplelog.ledger import Database, InvalidInput, Ledger, VersionRef
-from peoplelog.schema import apply_migrations, migrations
+from peoplelog.ledger import Database, Ledger
+from peoplelog.schema import InvalidInput, VersionRef, apply_migrations, migrations
 
 TABLES = ("people", "people_latest", "email_lookup", "person_keys")
 FAKE_CID = "bafkrei" + "a" * 52

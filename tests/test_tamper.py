@@ -32,11 +32,11 @@ import pytest
 from conftest import ROOT, Cli, CliResult, create_database, drop_database
 
 from peoplelog.fields import KeyPurpose, Keyring
-from peoplelog.ledger import Database, Ledger, VersionRecord, cid_of, envelope_bytes
+from peoplelog.ledger import Database, Ledger, cid_of, envelope_bytes
 from peoplelog.projections import CheckpointSigner, make_checkpoint, parse_checkpoint
 from peoplelog.projections._merkle import Frontier, cid_leaf, leaf_hash
 from peoplelog.projections._speedups import native_available
-from peoplelog.schema import apply_migrations
+from peoplelog.schema import VersionRecord, apply_migrations
 
 Conn = psycopg.Connection[Any]
 

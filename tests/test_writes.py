@@ -15,18 +15,17 @@ import pytest
 from psycopg import sql
 
 from peoplelog.fields import Keyring, PasswordHasher
-from peoplelog.ledger import (
-    Database,
+from peoplelog.ledger import Database, Ledger
+from peoplelog.projections import verify_ledger
+from peoplelog.schema import (
     DecryptionFailed,
     EmailTaken,
     InvalidInput,
-    Ledger,
     Op,
     PersonNotFound,
     VersionConflict,
     VersionRef,
 )
-from peoplelog.projections import verify_ledger
 
 Conn = psycopg.Connection[Any]
 TABLES = ("people", "people_latest", "email_lookup", "person_keys")

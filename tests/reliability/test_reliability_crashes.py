@@ -48,14 +48,8 @@ from conftest import create_database, drop_database
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from peoplelog.fields import Keyring
-from peoplelog.ledger import (
-    Database,
-    DatabaseUnavailable,
-    Ledger,
-    PeoplelogError,
-    VersionRef,
-)
-from peoplelog.schema import apply_migrations
+from peoplelog.ledger import Database, Ledger
+from peoplelog.schema import DatabaseUnavailable, PeoplelogError, VersionRef, apply_migrations
 
 pytestmark = pytest.mark.slow
 Conn = psycopg.Connection[Any]

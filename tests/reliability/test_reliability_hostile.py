@@ -47,19 +47,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from peoplelog.fields import KeyPurpose, Keyring
-from peoplelog.ledger import (
-    InvalidInput,
-    KeyringError,
-    Ledger,
-    NotFound,
-    PeoplelogError,
-    PersonNotFound,
-    VersionRef,
-    cid_bytes,
-    cid_from_digest,
-    cid_of,
-    parse_cid,
-)
+from peoplelog.ledger import Ledger, cid_bytes, cid_from_digest, cid_of, parse_cid
 from peoplelog.projections import (
     Checkpoint,
     CheckpointSigner,
@@ -71,6 +59,14 @@ from peoplelog.projections import (
     parse_timestamp,
     person_as_of,
     prove_inclusion,
+)
+from peoplelog.schema import (
+    InvalidInput,
+    KeyringError,
+    NotFound,
+    PeoplelogError,
+    PersonNotFound,
+    VersionRef,
 )
 
 Conn = psycopg.Connection[Any]

@@ -26,15 +26,9 @@ from _support import ROOT, Figures, counts
 from conftest import create_database, drop_database
 
 from peoplelog.fields import DataKey, Key, KeyPurpose, Keyring
-from peoplelog.ledger import (
-    Database,
-    DecryptionFailed,
-    KeyNotFound,
-    Ledger,
-    PeoplelogError,
-)
+from peoplelog.ledger import Database, Ledger
 from peoplelog.projections import history_with_values, verify_ledger
-from peoplelog.schema import apply_migrations
+from peoplelog.schema import DecryptionFailed, KeyNotFound, PeoplelogError, apply_migrations
 
 Conn = psycopg.Connection[Any]
 PASSWORD = "keys-test-Passw0rd"
