@@ -64,6 +64,30 @@ def _simple(text: str) -> NormalisedEmail | None:
 _SPECIAL_USE = frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)
 
 
+_DEFAULT_IGNORABLE = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160),
+    (0x17B4, 0x17B5), (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E),
+    (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)
+"""Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt, 15.1): drawn
+as nothing, so ``a\u034fb`` would look like ``ab``."""
+_BLANK = frozenset("\u2800\u3164\uffa0\u115f\u1160")
+"""Drawn blank though not ignorable (Braille pattern blank, Hangul fillers)."""
+
+
+def _invisible(ch: str) -> bool:
+    """A character that draws as nothing or as a blank: control, format, separator
+    (spaces included), default-ignorable or a blank-looking letter or symbol."""
+    if ch == " ":
+        return False  # the validator names it ("invalid characters")
+    if unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Zs") or ch in _BLANK:
+        return True
+    code = ord(ch)
+    return any(low <= code <= high for low, high in _DEFAULT_IGNORABLE)
+
+
 def normalise_email(raw: str) -> NormalisedEmail:
     """Validate and normalise an email address (normalisation version 1).
 
@@ -82,8 +106,10 @@ def normalise_email(raw: str) -> NormalisedEmail:
     text = unicodedata.normalize("NFC", raw.strip())
     if not text:
         raise InvalidInput("email is empty")
-    if any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in text):
-        raise InvalidInput("email contains control or invisible formatting characters")
+    if any(_invisible(ch) for ch in text):
+        raise InvalidInput("email contains control, invisible or formatting characters "
+                           "(default-ignorable ones included: an address must not look like "
+                           "another)")
     problem = ""
     try:
         result = email_validator.validate_email(

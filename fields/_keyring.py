@@ -113,11 +113,11 @@ class Keyring:
                 continue
             key = self._keys.get(key_id)
             if key is None:
-                raise KeyNotFound(f"keyring {source}: active {purpose.value} key "
-                                  f"{key_id!r} is not in the keyring")
+                raise KeyNotFound(f"keyring {source}: the active {purpose.value} key is not "
+                                  "in the keyring")
             if key.purpose is not purpose:
-                raise KeyringError(f"keyring {source}: key {key_id!r} is a "
-                                   f"{key.purpose.value} key, not a {purpose.value} key")
+                raise KeyringError(f"keyring {source}: the key named active for "
+                                   f"{purpose.value} is a {key.purpose.value} key")
 
     def __repr__(self) -> str:
         return f"Keyring(source={self.source!r}, keys={sorted(self._keys)!r})"
@@ -203,23 +203,24 @@ class Keyring:
             )
             raise KeyringError(f"keyring {source} is malformed: {problems}") from None
         if parsed.format != KEYRING_FORMAT:
-            raise KeyringError(
-                f"keyring {source} has format {parsed.format!r}, expected {KEYRING_FORMAT!r}"
-            )
+            raise KeyringError(f"keyring {source} is not in the format {KEYRING_FORMAT!r}")
         keys: dict[str, Key] = {}
         for entry in parsed.keys:
             if entry.id in keys:
-                raise KeyringError(f"keyring {source} has key id {entry.id!r} twice")
+                raise KeyringError(f"keyring {source} has a key id twice")
             secret = base64.urlsafe_b64decode(entry.secret + "=" * (-len(entry.secret) % 4))
             keys[entry.id] = Key(entry.id, entry.purpose, secret, entry.created_at)
         return cls(keys, parsed.active, source)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Keyring:
-        """Read a keyring file, refusing one that group or others can read."""
+        """Read a keyring file, refusing one that group or others can read.
+
+        A symbolic link (as a Kubernetes secret mount makes) is followed: the file it leads
+        to is checked, once opened, so what is read is what was checked."""
         path = Path(path)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             raise KeyringError(
                 f"keyring {path} does not exist (run `peoplelog init` to create one)"

@@ -27,6 +27,7 @@ from peoplelog.schema import (
     PEOPLE_COLUMNS,
     Conflict,
     DecryptionFailed,
+    EmailTaken,
     InvalidInput,
     Op,
     PersonErased,
@@ -219,12 +220,13 @@ def _set_lookup(conn: Conn, person_id: uuid.UUID, digest: bytes | None, key_id: 
     conn.execute("DELETE FROM email_lookup WHERE person_id = %s", (person_id,))
     if digest is None:
         return
-    with translate_errors(retryable=True):  # a claim by another person: EmailTaken
-        conn.execute(
-            "INSERT INTO email_lookup (blind_index, person_id, key_id, norm)"
-            " VALUES (%s, %s, %s, 1)",
-            (digest, person_id, key_id),
-        )
+    claimed = conn.execute(
+        "INSERT INTO email_lookup (blind_index, person_id, key_id, norm)"
+        " VALUES (%s, %s, %s, 1) ON CONFLICT (blind_index) DO NOTHING",
+        (digest, person_id, key_id),
+    ).rowcount
+    if claimed != 1:  # a claim by another person: found without an error, so the server
+        raise EmailTaken("email is already registered to another person")  # logs no digest
 
 
 def _insert(conn: Conn, record: VersionRecord, cid: str) -> None:
@@ -569,6 +571,14 @@ def append_change(cursor: Cursor, keyring: Keyring, person_id: uuid.UUID, change
     return ref
 
 
+_FORGET_IMPORTED = (
+    "DELETE FROM import_seen WHERE (run, line) IN"
+    " (SELECT run, line FROM import_seen WHERE key = %s)")
+"""An import notes each row it skipped or updated under all its keys (email digest,
+external id digest, the person's id) with one line: the erasure takes every key of the rows
+that resolved to the person, whether the run still goes on or was interrupted."""
+
+
 def erase_person(conn: Conn, person_id: uuid.UUID, actor: str | None,
                  reason: str | None) -> VersionRef:
     """Crypto-shred: drop the data key and lookup entry, append an ``erased`` version."""
@@ -581,6 +591,7 @@ def erase_person(conn: Conn, person_id: uuid.UUID, actor: str | None,
     conn.execute("DELETE FROM person_keys WHERE person_id = %s", (person_id,))
     conn.execute("DELETE FROM email_lookup WHERE person_id = %s", (person_id,))
     conn.execute("DELETE FROM external_ids WHERE person_id = %s", (person_id,))
+    conn.execute(_FORGET_IMPORTED, (person_id.bytes,))
     record = VersionRecord(
         person_id=person_id,
         version=head.version + 1,

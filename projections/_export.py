@@ -17,13 +17,20 @@ from typing import Any, TextIO
 import psycopg
 
 from peoplelog.ledger import cid_of, envelope, envelope_bytes
-from peoplelog.schema import FORMAT_VERSION, PEOPLE_COLUMNS, InvalidInput, Op, VersionRecord
+from peoplelog.schema import (
+    FORMAT_VERSION,
+    PEOPLE_COLUMNS,
+    InvalidInput,
+    Op,
+    VersionRecord,
+    column_list,
+)
 
 from ._audit import AuditReport
 from ._checkpoint import Checkpoint, TrustedKey, VerifierKey, parse_checkpoint
 from ._log import LogReport, log_origin, stored_verifier_key
 from ._merkle import Frontier, cid_leaf, leaf_hash
-from ._verify import Finding
+from ._verify import Finding, second_copy
 
 __all__ = ["EXPORT_FORMAT", "export_ledger", "verify_export"]
 
@@ -33,15 +40,20 @@ _NIL = uuid.UUID(int=0)
 _OPS = frozenset(op.value for op in Op)
 _MICROS = "(extract(epoch FROM p.{0}) * 1000000)::bigint"
 _QUERY = (
-    "SELECT l.position, "  # noqa: S608 - the column constants
-    + ", ".join(_MICROS.format(column) if column in ("recorded_at", "verified_at")
-                else f"p.{column}" for column in PEOPLE_COLUMNS)
+    "SELECT position, " + column_list(PEOPLE_COLUMNS) + " FROM ("  # noqa: S608 - constants
+    " SELECT CASE WHEN row_number() OVER (PARTITION BY l.position"
+    "  ORDER BY p.cid = l.cid DESC, p.seq) = 1 THEN l.position END AS position, p.seq, "
+    + ", ".join(_MICROS.format(column) + f" AS {column}"
+                if column in ("recorded_at", "verified_at") else f"p.{column}"
+                for column in PEOPLE_COLUMNS)
     + " FROM people p"
     " LEFT JOIN log_entries l ON l.person_id = p.person_id AND l.version = p.version"
-    " ORDER BY l.position NULLS LAST, p.seq"
+    ") AS v ORDER BY position NULLS LAST, seq"
 )
 """Every version with its log position, in log order; timestamps as the envelope's
-integer microseconds."""
+integer microseconds. A log entry gives its position to one version only: where a forged
+second row shares the version (a fork, or the same row twice), the row the log names keeps
+the position and the other is exported as never sequenced."""
 
 
 def _bytes(value: Any) -> bytes | None:
@@ -256,8 +268,7 @@ def _version_findings(record: VersionRecord, cid: str,
     else:
         expected, last_cid, erased = state
     if version < expected:
-        yield Finding(kind="fork", person_id=pid, version=version,
-                      detail=f"a second version {version} (fork)", stored=cid)
+        yield second_copy(pid, version, cid, expected=expected, last_cid=last_cid)
         return
     if version > expected:
         yield Finding(kind="version_gap", person_id=pid, version=version,

@@ -220,10 +220,14 @@ def iter_log_findings(conn: Conn, *, held: Checkpoint | None = None,
     report.latest_checkpoint = stored[-1][2] if stored else None
 
 
-_LOG_QUERY = """COPY (SELECT l.position, l.person_id, l.version, l.cid, p.cid
+_LOG_QUERY = """COPY (SELECT DISTINCT ON (l.position) l.position, l.person_id, l.version,
+                        l.cid, p.cid
                  FROM log_entries l
                  LEFT JOIN people p ON p.person_id = l.person_id AND p.version = l.version
-                 ORDER BY l.position) TO STDOUT (FORMAT binary)"""
+                 ORDER BY l.position, p.cid = l.cid DESC) TO STDOUT (FORMAT binary)"""
+"""Each log entry once, with the stored CID of its version: where a forged second row
+(a fork) shares the version, the row the log names is the one compared, so a fork is
+reported as a fork by the chain pass and not also as damage to the log."""
 _PROGRESS_EVERY = 10_000
 AtSize = Callable[[int, bytes, bytes], Iterator[Finding]]
 

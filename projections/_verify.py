@@ -40,6 +40,7 @@ __all__ = [
     "Tally",
     "VerificationReport",
     "iter_findings",
+    "second_copy",
     "verify_ledger",
 ]
 
@@ -116,16 +117,20 @@ def _where(person_id: uuid.UUID | None) -> sql.Composable:
     return sql.SQL(" WHERE people.person_id = {}").format(sql.Literal(str(person_id)))
 
 
+_CHAIN_ORDER = " ORDER BY people.person_id, people.version, people.seq"
+"""Chain order; two rows of one version (a fork, a duplicate) in the order they were
+written, so the later, forged one is the one reported and the chain goes on from the
+first (an incremental sort on the primary key's order: no slower than the index scan)."""
+
+
 def _query(person_id: uuid.UUID | None) -> sql.Composed:
-    return sql.SQL(
-        "COPY ({} {} ORDER BY people.person_id, people.version) TO STDOUT (FORMAT binary)"
-    ).format(_COLUMNS, _where(person_id))
+    return sql.SQL("COPY ({} {}" + _CHAIN_ORDER + ") TO STDOUT (FORMAT binary)").format(
+        _COLUMNS, _where(person_id))
 
 
 def _raw_query(person_id: uuid.UUID | None) -> sql.Composed:
-    return sql.SQL(
-        "COPY (SELECT {} FROM people {} ORDER BY people.person_id, people.version)"
-        " TO STDOUT (FORMAT binary)").format(_RAW_COLUMNS, _where(person_id))
+    return sql.SQL("COPY (SELECT {} FROM people {}" + _CHAIN_ORDER  # noqa: S608 - constant
+                   + ") TO STDOUT (FORMAT binary)").format(_RAW_COLUMNS, _where(person_id))
 
 
 def iter_findings(conn: Conn, person_id: uuid.UUID | None = None, *,
@@ -211,13 +216,24 @@ def _row_findings(row: RowState) -> Iterator[Finding]:
     if fmt != FORMAT_VERSION or op not in _OPS:
         yield _odd_row(pid, version, fmt, op)
     if version < expected:
-        yield Finding(kind="fork", person_id=uuid.UUID(pid), version=version,
-                      detail=f"a second version {version} (fork)", stored=cid)
+        yield second_copy(uuid.UUID(pid), version, cid, expected=expected, last_cid=last_cid)
         return
     yield from _link_findings(pid, version, expected, prev=prev, last_cid=last_cid, op=op)
     if erased:
         yield Finding(kind="after_erasure", person_id=uuid.UUID(pid), version=version,
                       detail="a version follows the erased version")
+
+
+def second_copy(pid: uuid.UUID, version: int, cid: str, *, expected: int,
+                 last_cid: str | None) -> Finding:
+    """A row for a version already seen: the same row again (``duplicate``) or another
+    story for that version (``fork``)."""
+    if version == expected - 1 and cid == last_cid:
+        return Finding(kind="duplicate", person_id=pid, version=version,
+                       detail=f"version {version} is stored twice (the same content)",
+                       stored=cid)
+    return Finding(kind="fork", person_id=pid, version=version,
+                   detail=f"a second version {version} (fork)", stored=cid)
 
 
 def _digest_of(cid: str) -> bytes | None:

@@ -157,6 +157,21 @@ class TestEmail:
             with pytest.raises(InvalidInput):
                 ledger.find_person(email)
 
+    @pytest.mark.parametrize("invisible", [
+        "\u034f", "\ufe0f", "\u3164", "\u2800", "\u200b", "\u00ad", "\u2060", "\u115f",
+        "\uffa0", "\u180e", "\U000e0041", "\U000e0100", "\u00a0", "\u3000", "\u17b4"])
+    def test_a_local_part_that_would_look_like_another_is_refused(
+            self, ledger: Ledger, conn: Conn, invisible: str) -> None:
+        """Default-ignorable and blank characters draw as nothing: ``ab`` and ``a<U+034F>b``
+        would be two accounts that look the same."""
+        emails = [f"a{invisible}b@example.org", f"ab{invisible}@example.org"]
+        if not invisible.isspace():  # leading white space is trimmed: the same address
+            emails.append(f"{invisible}ab@example.org")
+        for email in emails:
+            with nothing_written(conn), pytest.raises(InvalidInput) as info:
+                ledger.create_person(email=email, name="Look Alike")
+            assert_clear(info.value, "email", "invisible")
+
     def test_email_taken_names_no_one(self, ledger: Ledger, conn: Conn,
                                       existing: VersionRef) -> None:
         with nothing_written(conn), pytest.raises(EmailTaken) as info:
@@ -520,12 +535,29 @@ class TestKeyring:
         assert run.code == EXIT_USAGE
         run.one_error_line("'blind-index-1'", "does not match this database")
 
+    @pytest.mark.parametrize("where", ["format", "active", "duplicate"])
+    def test_values_of_the_document_are_never_echoed(self, where: str) -> None:
+        value = "sk_live_" + secrets.token_hex(8)
+        document = json.loads(Keyring.generate().to_json())
+        if where == "format":
+            document["format"] = value
+        elif where == "active":
+            document["active"]["kek"] = value
+        else:
+            document["keys"][0]["id"] = document["keys"][1]["id"] = value
+        with pytest.raises(KeyringError) as info:
+            Keyring.from_json(json.dumps(document), "test.json")
+        assert value not in str(info.value)
+        assert "test.json" in str(info.value)
+
     def test_active_key_must_exist_and_fit_its_purpose(self) -> None:
         key = Key("only", KeyPurpose.KEK, secrets.token_bytes(32), "now")
-        with pytest.raises(KeyNotFound, match="'missing'"):
+        with pytest.raises(KeyNotFound, match="active blind-index key is not in") as missing:
             Keyring({"only": key}, {KeyPurpose.KEK: "only", KeyPurpose.BLIND_INDEX: "missing"})
-        with pytest.raises(KeyringError, match="not a blind-index key"):
+        assert "missing" not in str(missing.value)  # a value of the document: never echoed
+        with pytest.raises(KeyringError, match="active for blind-index is a kek key") as wrong:
             Keyring({"only": key}, {KeyPurpose.KEK: "only", KeyPurpose.BLIND_INDEX: "only"})
+        assert "only" not in str(wrong.value)
 
 
 # --- the database cannot be reached -------------------------------------------------------

@@ -326,6 +326,29 @@ def test_the_email_can_be_registered_again_by_someone_else(ledger: Ledger, conn:
     assert verify_ledger(conn).ok
 
 
+def test_keys_an_interrupted_import_noted_go_with_the_erasure(ledger: Ledger, conn: Conn,
+                                                              keyring: Keyring) -> None:
+    """An import notes the rows it skipped or updated in ``import_seen`` (the email's and
+    the external id's keyed hashes, the person's id, one line); an interrupted run leaves
+    them until the next import. The erasure takes them, and nobody else's."""
+    blind = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
+    erased = ledger.create_person(email="noted.by.import@example.org", name="Noted")
+    other = ledger.create_person(email="also.noted@example.org", name="Other")
+    run = uuid.uuid4()
+    for line, ref, email in ((7, erased, "noted.by.import@example.org"),
+                             (8, other, "also.noted@example.org")):
+        keys = [blind.digest(normalise_email(email)), blind.external_id_digest(f"x{line}"),
+                ref.person_id.bytes]
+        for key in keys:
+            conn.execute("INSERT INTO import_seen (run, key, line) VALUES (%s, %s, %s)",
+                         (run, key, line))
+    ledger.erase_person(erased.person_id, actor="dpo")
+    left = conn.execute("SELECT line, count(*) FROM import_seen WHERE run = %s GROUP BY line",
+                        (run,)).fetchall()
+    assert left == [(8, 3)]
+    conn.execute("DELETE FROM import_seen WHERE run = %s", (run,))
+
+
 # --- the dump, with the keyring, reveals nothing ------------------------------------------
 
 

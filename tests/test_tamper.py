@@ -483,10 +483,10 @@ def test_prove_needs_a_sequenced_version(case: Case, keyring: Keyring) -> None:
 # --- exports ----------------------------------------------------------------------------------
 
 
-def export(case: Case) -> list[str]:
+def export(case: Case, versions: int = C3) -> list[str]:
     out = case.path / "ledger.jsonl"
     result = case.cli("export", "--out", str(out), "--json")
-    assert result.code == 0 and result.json["versions"] == C3, result.stderr
+    assert result.code == 0 and result.json["versions"] == versions, result.stderr
     return out.read_text(encoding="utf-8").splitlines(keepends=True)
 
 
@@ -894,13 +894,35 @@ def test_a_forged_version_after_a_gap(case: Case) -> None:
 
 
 def test_a_forged_fork(case: Case) -> None:
-    """A second version 1 (the primary key dropped first)."""
+    """A second version 1 (the primary key dropped first): a fork, and nothing else (the
+    log tables are untouched, so no log finding may send an auditor after them)."""
     ada = case.ids["ada"]
     with superuser(case) as conn:
         conn.execute("ALTER TABLE people DROP CONSTRAINT people_pkey")
         (record,) = records(conn, ada, 1)
         insert_record(conn, dataclasses.replace(record, reason="the other story"))
-    assert_found(case.verify(), "fork", ada, 1)
+    result = case.verify()
+    assert_found(result, "fork", ada, 1)
+    assert kinds(result) == {"fork"}, damage(result)
+    exported = verify_export(case, export(case, C3 + 1))
+    assert kinds(exported) == {"fork"}, damage(exported)
+
+
+def test_a_duplicated_version(case: Case) -> None:
+    """Version 1 stored twice, byte for byte (both unique constraints dropped first)."""
+    ada = case.ids["ada"]
+    with superuser(case) as conn:
+        conn.execute("ALTER TABLE people DROP CONSTRAINT people_pkey")
+        conn.execute("ALTER TABLE people DROP CONSTRAINT people_person_id_cid_key")
+        (record,) = records(conn, ada, 1)
+        insert_record(conn, record)
+    result = case.verify()
+    assert_found(result, "duplicate", ada, 1)
+    assert kinds(result) == {"duplicate"}, damage(result)
+    # An export is read in log order with one CID per person in memory: the second copy
+    # of a version older than the newest is one finding, named a fork there.
+    exported = verify_export(case, export(case, C3 + 1))
+    assert len(damage(exported)) == 1 and kinds(exported) <= {"duplicate", "fork"}
 
 
 def test_a_forged_log_entry_outside_any_checkpoint(case: Case, keyring: Keyring) -> None:

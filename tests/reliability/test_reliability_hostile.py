@@ -1232,8 +1232,9 @@ def test_keyring_documents(keyring: Keyring, tmp_path: Path) -> None:
 
 def test_keyring_file_modes_and_kinds(keyring: Keyring, tmp_path: Path,
                                       cli_env: dict[str, str]) -> None:
-    """Refused when group or others may read, write or search it; refused when it is a
-    symlink or not a regular file; accepted at 0600 and 0400."""
+    """Refused when group or others may read, write or search it, or when it is not a
+    regular file; accepted at 0600 and 0400, also through a symbolic link (a Kubernetes
+    secret mount), whose target is what is checked."""
     figures = Figures("hostile input", "keyring_files")
     path = tmp_path / "keyring.json"
     path.write_text(keyring.to_json())
@@ -1250,11 +1251,17 @@ def test_keyring_file_modes_and_kinds(keyring: Keyring, tmp_path: Path,
     path.chmod(0o600)
     link = tmp_path / "link.json"
     link.symlink_to(path)
-    for other in (link, tmp_path / "missing.json"):
+    tried += 1
+    assert Keyring.load(link).to_json() == keyring.to_json()
+    path.chmod(0o644)
+    dangling = tmp_path / "dangling.json"
+    dangling.symlink_to(tmp_path / "nowhere.json")
+    for other in (link, dangling, tmp_path / "missing.json"):
         tried += 1
         with pytest.raises(KeyringError) as refused:
             Keyring.load(other)
         assert_one_line(refused.value)
+    path.chmod(0o600)
     # Not a regular file: a directory, a FIFO. Known deviations are recorded as findings
     # (see the report); any other outcome fails.
     directory = tmp_path / "directory.json"
