@@ -31,10 +31,22 @@ def from_micros(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
 
 
+_HEADER = b"\x01\x01\x00\x00\x00\x01"
+"""A field ciphertext's header (format 1, AES-256-GCM, data key version 1): verify reads it,
+without keys, to check that the key a head names is there."""
+
+
+def _ciphertext() -> bytes:
+    return _HEADER + os.urandom(60)
+
+
 def fill_ledger(conn: psycopg.Connection[Any], persons: int, versions: int) -> int:
-    """Write ``persons`` chains of ``versions`` versions each; return rows written."""
+    """Write ``persons`` chains of ``versions`` versions each, with the tables a login
+    trusts to match (``people_latest``, one data key and one email claim per person);
+    return the versions written."""
     start = now_micros() - persons * versions
     rows = 0
+    heads: list[tuple[Any, ...]] = []
     with conn.transaction():
         conn.execute("SET LOCAL session_replication_role = replica")
         with conn.cursor().copy(
@@ -44,10 +56,11 @@ def fill_ledger(conn: psycopg.Connection[Any], persons: int, versions: int) -> i
             for p in range(persons):
                 pid = uuid.UUID(bytes=os.urandom(16), version=4)
                 prev = None
-                email, name = os.urandom(66), os.urandom(66)
+                email, name = _ciphertext(), _ciphertext()
+                created = from_micros(start + p * versions)
                 for v in range(versions):
                     if v:
-                        name = os.urandom(66)
+                        name = _ciphertext()
                     record = VersionRecord(
                         person_id=pid, version=v, prev=prev,
                         op=Op.CREATED.value if v == 0 else Op.UPDATED.value,
@@ -60,4 +73,24 @@ def fill_ledger(conn: psycopg.Connection[Any], persons: int, versions: int) -> i
                                     name, None, None))
                     prev = cid
                     rows += 1
+                heads.append((pid, versions - 1, prev, Op.UPDATED.value if versions > 1
+                              else Op.CREATED.value, created,
+                              from_micros(start + p * versions + versions - 1), email, name))
+        with conn.cursor().copy(
+            "COPY people_latest (person_id, version, cid, op, created_at, recorded_at, email,"
+            " name) FROM STDIN"
+        ) as copy:
+            for head in heads:
+                copy.write_row(head)
+        with conn.cursor().copy(
+            "COPY person_keys (person_id, key_version, kek_id, wrapped_key) FROM STDIN"
+        ) as copy:
+            for head in heads:
+                copy.write_row((head[0], 1, "bench", os.urandom(60)))
+        with conn.cursor().copy(
+            "COPY email_lookup (blind_index, person_id, key_id, norm) FROM STDIN"
+        ) as copy:
+            for head in heads:
+                copy.write_row((os.urandom(32), head[0], "bench", 1))
+    conn.execute("ANALYZE")
     return rows

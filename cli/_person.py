@@ -37,7 +37,8 @@ def _who(args: argparse.Namespace) -> tuple[str | None, str | None]:
 def cmd_init(args: argparse.Namespace) -> tuple[Any, int]:
     from peoplelog.ledger import init_store  # noqa: PLC0415
 
-    return init_store(settings(), app_role=args.app_role).model_dump(mode="json"), EXIT_OK
+    return init_store(settings(), app_role=args.app_role,
+                      auditor_role=args.auditor_role).model_dump(mode="json"), EXIT_OK
 
 
 def cmd_cid(args: argparse.Namespace) -> tuple[Any, int]:
@@ -154,6 +155,9 @@ def register(sub: Any, *, add: AddCommand) -> Any:
     p.add_argument("--app-role", metavar="NAME",
                    help="grant this existing role INSERT/SELECT on people (and what the "
                         "projections need)")
+    p.add_argument("--auditor-role", metavar="NAME",
+                   help="grant this existing role SELECT on what key-free verify reads "
+                        "(no key material, no keyed hash)")
 
     p = add(sub, "cid", cmd_cid, "print the CID of the bytes on stdin",
             "echo '{\"b\":1,\"a\":2}' | peoplelog cid --json")

@@ -130,19 +130,22 @@ class DataKey:
 
     @classmethod
     def unwrap(cls, person_id: uuid.UUID, version: int, blob: bytes, kek: Key) -> DataKey:
-        failure = DecryptionFailed(
-            f"data key {version} of person {person_id} could not be unwrapped with "
-            f"key-encryption key {kek.id!r} (wrong key or damaged wrapped key)"
-        )
         if len(blob) != 2 + _NONCE + 32 + _TAG or blob[0] != _VERSION or blob[1] != _AES_256_GCM:
-            raise failure
+            raise _unwrap_failure(person_id, version, kek)
         try:
             secret = AESGCM(kek.secret).decrypt(
                 blob[2 : 2 + _NONCE], blob[2 + _NONCE :], _wrap_ad(kek.id, person_id, version)
             )
         except InvalidTag:
-            raise failure from None
+            raise _unwrap_failure(person_id, version, kek) from None
         return cls(person_id, version, secret)
+
+
+def _unwrap_failure(person_id: uuid.UUID, version: int, kek: Key) -> DecryptionFailed:
+    return DecryptionFailed(
+        f"data key {version} of person {person_id} could not be unwrapped with "
+        f"key-encryption key {kek.id!r} (wrong key or damaged wrapped key)"
+    )
 
 
 def _wrap_ad(kek_id: str, person_id: uuid.UUID, version: int) -> bytes:

@@ -9,7 +9,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
 
-from peoplelog.fields import BlindIndex, KeyPurpose, Keyring, PasswordHasher, normalise_email
+from peoplelog.fields import (
+    BlindIndex,
+    DataKey,
+    KeyPurpose,
+    Keyring,
+    NormalisedEmail,
+    PasswordHasher,
+    normalise_email,
+)
 from peoplelog.schema import (
     HistoryEntry,
     InvalidInput,
@@ -20,6 +28,7 @@ from peoplelog.schema import (
 )
 
 from . import _read, _write
+from ._cache import TimedCache
 from ._import._importer import import_people
 from ._import._reading import ImportFile
 from ._import._summary import ImportSummary
@@ -53,6 +62,7 @@ class Ledger:
         self._blind: BlindIndex | None = None
         self._hasher = PasswordHasher()
         self._heads = _write.HeadCache()
+        self._claim_keys: TimedCache[uuid.UUID, tuple[_write.Wrapped, DataKey]] = TimedCache()
 
     def __repr__(self) -> str:
         return f"Ledger(database={self.database.where!r}, keyring={self._keyring!r})"
@@ -246,6 +256,7 @@ class Ledger:
             )
         finally:  # a write of this Ledger that raced the erasure may have cached the key again
             self._heads.drop(pid)
+            self._claim_keys.drop(pid)
 
     def import_people(
         self,
@@ -291,39 +302,69 @@ class Ledger:
         return self._run(lambda conn: _read.history(conn, pid))
 
     def find_person(self, email: str) -> uuid.UUID:
-        """The person currently claiming ``email``; ``PersonNotFound`` if none."""
-        digest = self._blind_index().digest(normalise_email(email))
-        row = self.database.fetch_one(_read.BY_BLIND_INDEX, (digest,))
-        if row is None:
+        """The person currently claiming ``email``; ``PersonNotFound`` if none.
+
+        The claim is confirmed against the person's chain head (their stored email,
+        decrypted, is this address, and they are not erased): a tampered lookup fails
+        closed with ``ProjectionDamaged`` rather than naming someone else."""
+        normalised = normalise_email(email)
+        claimant = self._claimant(normalised)
+        if claimant is None:
             raise PersonNotFound("no person has this email")
-        person_id: uuid.UUID = row[0]
-        return person_id
+        return claimant.person_id
 
     def authenticate(self, email: str, password: str) -> uuid.UUID | None:
         """The person whose email and password match, else None.
 
         Unknown emails cost a full argon2id check against a dummy hash, so response time
-        does not reveal who is registered. An outdated hash is upgraded on success.
+        does not reveal who is registered. The email's claim and the password come from the
+        person's chain head, not from a projection: a tampered lookup or ``people_latest``
+        fails closed (``ProjectionDamaged``). An outdated hash is upgraded on success.
         """
         try:
             normalised = normalise_email(email)
         except InvalidInput:
             self._hasher.verify_dummy(password)
             return None
-        keyring = self.keyring
-        pid = self._run(lambda conn: _read.find_person_id(conn, keyring, normalised))
-        phc = None if pid is None else self._run(
-            lambda conn: _read.read_password_hash(conn, keyring, pid)
-        )
-        if pid is None or phc is None:
+        claimant = self._claimant(normalised)
+        phc = None
+        if claimant is not None and claimant.password is not None:
+            data_key = self._claimant_key(claimant)
+            assert data_key is not None  # _claimant confirmed it
+            phc = data_key.decrypt("password", claimant.password).decode("ascii")
+        if claimant is None or phc is None:
             self._hasher.verify_dummy(password)
             return None
         if not self._hasher.verify(phc, password):
             return None
         if self._hasher.needs_rehash(phc):
-            self.update_person(pid, password_hash=self._hasher.hash(password),
+            self.update_person(claimant.person_id, password_hash=self._hasher.hash(password),
                                actor="peoplelog", reason="argon2id parameters upgraded")
-        return pid
+        return claimant.person_id
+
+    def _claimant(self, email: NormalisedEmail) -> _read.Claimant | None:
+        """The person ``email``'s claim names, confirmed against their chain head; None
+        when nobody claims it."""
+        digest = self._blind_index().digest(email)
+        row = self.database.fetch_one(_read.HEAD_BY_BLIND_INDEX, (digest,))
+        if row is None:
+            return None
+        claimant = _read.Claimant._make(row)
+        _read.confirm_claim(claimant, email, self._claimant_key(claimant))
+        return claimant
+
+    def _claimant_key(self, claimant: _read.Claimant) -> DataKey | None:
+        """The claimant's data key: unwrapped once, then kept for a short time (as the
+        ``HeadCache`` keeps a writer's), keyed by the wrapped key as stored."""
+        wrapped = claimant.wrapped
+        if wrapped is None:
+            return None
+        held = self._claim_keys.get(claimant.person_id)
+        if held is not None and held[0] == wrapped:
+            return held[1]
+        data_key = _write.unwrap(self.keyring, claimant.person_id, wrapped)
+        self._claim_keys.put(claimant.person_id, (wrapped, data_key))
+        return data_key
 
     # --- helpers --------------------------------------------------------------------------
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 
-from peoplelog.fields import BlindIndex, DataKey, KeyPurpose, Keyring, NormalisedEmail
+from peoplelog.fields import (
+    BlindIndex,
+    DataKey,
+    KeyPurpose,
+    Keyring,
+    NormalisedEmail,
+)
 from peoplelog.schema import (
     HISTORY_COLUMNS,
     HistoryEntry,
@@ -17,18 +23,69 @@ from peoplelog.schema import (
     PersonErased,
     PersonNotFound,
     PersonView,
+    ProjectionDamaged,
     VersionNotFound,
     column_list,
 )
 
-from ._write import load_data_key
+from ._write import load_data_key, lookup_key_of, missing_key
 
-__all__ = ["BY_BLIND_INDEX", "check_keyring", "find_person_id", "history",
-           "person_by_blind_index", "read_password_hash", "read_person"]
+__all__ = ["BY_BLIND_INDEX", "HEAD_BY_BLIND_INDEX", "Claimant", "check_keyring",
+           "confirm_claim", "find_person_id", "history", "person_by_blind_index",
+           "read_password_hash", "read_person"]
 
 Conn = psycopg.Connection[Any]
 
 BY_BLIND_INDEX = "SELECT person_id FROM email_lookup WHERE blind_index = %s"
+HEAD_BY_BLIND_INDEX = (
+    "SELECT l.person_id, h.op, h.email, h.password, k.key_version, k.kek_id, k.wrapped_key"
+    " FROM email_lookup l"
+    " CROSS JOIN LATERAL (SELECT op, email, password FROM people p"
+    "  WHERE p.person_id = l.person_id ORDER BY p.version DESC LIMIT 1) h"
+    " LEFT JOIN LATERAL (SELECT key_version, kek_id, wrapped_key FROM person_keys k"
+    "  WHERE k.person_id = l.person_id ORDER BY k.key_version DESC LIMIT 1) k ON true"
+    " WHERE l.blind_index = %s")
+"""The person an email's claim names, as their chain head (in ``people``, not a projection)
+has them, with their newest data key: one round trip for a lookup that does not trust the
+claim alone."""
+
+
+class Claimant(NamedTuple):
+    """A row of ``HEAD_BY_BLIND_INDEX`` (a named tuple: it is made on every lookup). Its
+    repr shows the person only."""
+
+    person_id: uuid.UUID
+    op: str
+    email: bytes | None
+    password: bytes | None
+    key_version: int | None
+    kek_id: str | None
+    wrapped_key: bytes | None
+
+    def __repr__(self) -> str:
+        return f"Claimant(person_id={self.person_id})"
+
+    @property
+    def wrapped(self) -> tuple[int, str, bytes] | None:
+        if self.key_version is None or self.kek_id is None or self.wrapped_key is None:
+            return None
+        return self.key_version, self.kek_id, self.wrapped_key
+
+
+def confirm_claim(claimant: Claimant, email: NormalisedEmail, data_key: DataKey | None) -> None:
+    """Fail closed (``ProjectionDamaged``) unless the claimant's chain head agrees with the
+    claim: not erased, and its stored email, decrypted, is the address looked up. A claim
+    pointed at another person, or left behind for an erased one, is never followed."""
+    pid = claimant.person_id
+    if claimant.op == Op.ERASED:
+        raise ProjectionDamaged(f"the email lookup names person {pid}, who is erased")
+    if data_key is None:
+        raise missing_key(pid)
+    stored = None if claimant.email is None else data_key.decrypt("email", claimant.email)
+    if stored is None or lookup_key_of(stored) != email.lookup_key:
+        raise ProjectionDamaged(f"the email lookup names person {pid}, whose current email "
+                                "is another address")
+
 _COLUMNS = column_list(HISTORY_COLUMNS)
 
 

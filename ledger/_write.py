@@ -3,10 +3,7 @@ and updates the projections (``people_latest``, ``email_lookup``) with it."""
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -39,6 +36,7 @@ from peoplelog.schema import (
     placeholders,
 )
 
+from ._cache import TimedCache
 from ._cid import version_cid
 from ._driver import translate_errors
 from ._inputs import check_actor, check_reason
@@ -58,8 +56,11 @@ __all__ = [
     "insert_new_person",
     "load_data_key",
     "lock_head",
+    "lookup_key_of",
+    "missing_key",
     "new_person_head",
     "prepare_new_person",
+    "unwrap",
 ]
 
 Conn = psycopg.Connection[Any]
@@ -140,7 +141,7 @@ _HEAD_WITH_KEY = (
 )
 
 
-class HeadCache:
+class HeadCache(TimedCache[uuid.UUID, Cached]):
     """The heads a ``Ledger`` last wrote, with their data keys (unwrapped, and as stored),
     so that its next write on the same person needs no read first and no unwrap.
 
@@ -149,43 +150,6 @@ class HeadCache:
     has (an erased person's, a damaged or re-wrapped one) is never used again; a miss
     drops the entry, ``Ledger.erase_person`` drops it at once, and every entry is forgotten
     ``ttl`` seconds after its write, at the cache's next use."""
-
-    def __init__(self, size: int = 4096, ttl: float = 30.0) -> None:
-        self._size = size
-        self._ttl = ttl
-        self._entries: OrderedDict[uuid.UUID, tuple[float, Cached]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"HeadCache(size={self._size}, held={len(self._entries)})"
-
-    def get(self, person_id: uuid.UUID) -> Cached | None:
-        with self._lock:
-            self._expire(time.monotonic())
-            held = self._entries.get(person_id)
-            return None if held is None else held[1]
-
-    def put(self, person_id: uuid.UUID, entry: Cached) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._expire(now)
-            self._entries[person_id] = (now + self._ttl, entry)
-            self._entries.move_to_end(person_id)
-            if len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-
-    def drop(self, person_id: uuid.UUID) -> None:
-        with self._lock:
-            self._entries.pop(person_id, None)
-
-    def _expire(self, now: float) -> None:
-        """Forget entries older than the time limit (oldest first: all share one limit), so
-        an unwrapped key is not held for long after its last write."""
-        while self._entries:
-            expires, _ = next(iter(self._entries.values()))
-            if expires > now:
-                return
-            self._entries.popitem(last=False)
 
 
 def _head_with_key(conn: Conn | Cursor, person_id: uuid.UUID, *, lock: bool
@@ -199,21 +163,37 @@ def _head_with_key(conn: Conn | Cursor, person_id: uuid.UUID, *, lock: bool
     return Head(*row[:11]), wrapped
 
 
-def _unwrap(keyring: Keyring, person_id: uuid.UUID, wrapped: Wrapped | None) -> DataKey:
+def unwrap(keyring: Keyring, person_id: uuid.UUID, wrapped: Wrapped | None) -> DataKey:
+    """The data key of a person who is not erased (the callers checked): no key row then
+    is damage to the key store, never a silent "erased"."""
     if wrapped is None:
-        raise PersonErased(f"person {person_id} has no data key (erased)")
+        raise missing_key(person_id)
     key_version, kek_id, blob = wrapped
     return DataKey.unwrap(person_id, key_version, blob, keyring.get(kek_id, KeyPurpose.KEK))
 
 
+def missing_key(person_id: uuid.UUID) -> DecryptionFailed:
+    return DecryptionFailed(
+        f"person {person_id} has no data key though they are not erased: the key store is "
+        "damaged (`peoplelog verify` reports it as key_missing)")
+
+
 def load_data_key(conn: Conn, keyring: Keyring, person_id: uuid.UUID) -> DataKey:
+    """The person's newest data key; ``PersonErased`` when their chain ends in an erasure,
+    ``DecryptionFailed`` when the key is missing otherwise (a damaged key store)."""
     row = conn.execute(
         "SELECT key_version, kek_id, wrapped_key FROM person_keys WHERE person_id = %s"
         " ORDER BY key_version DESC LIMIT 1",
         (person_id,),
     ).fetchone()
-    wrapped = None if row is None else (int(row[0]), str(row[1]), bytes(row[2]))
-    return _unwrap(keyring, person_id, wrapped)
+    if row is None:
+        head = conn.execute(
+            "SELECT op FROM people WHERE person_id = %s ORDER BY version DESC LIMIT 1",
+            (person_id,)).fetchone()
+        if head is not None and head[0] == Op.ERASED:
+            raise PersonErased(f"person {person_id} was erased; nothing of it can be read")
+        raise missing_key(person_id)
+    return unwrap(keyring, person_id, (int(row[0]), str(row[1]), bytes(row[2])))
 
 
 def _set_lookup(conn: Conn, person_id: uuid.UUID, digest: bytes | None, key_id: str) -> None:
@@ -321,7 +301,7 @@ def new_person_head(new: NewPerson, keyring: Keyring) -> Cached:
     head = Head(record.person_id, 0, new.cid, record.op, recorded, recorded, record.email,
                 record.name, record.password, verified, None)
     wrapped = (1, new.kek_id, new.wrapped_key)
-    return head, _unwrap(keyring, record.person_id, wrapped), wrapped
+    return head, unwrap(keyring, record.person_id, wrapped), wrapped
 
 
 def insert_new_person(conn: Conn, new: NewPerson) -> VersionRef:
@@ -389,7 +369,14 @@ def _plain(data_key: DataKey, field: str, blob: bytes | None) -> bytes | None:
         return None
 
 
-def _lookup_key(email: bytes) -> str | None:
+def lookup_key_of(email: bytes) -> str | None:
+    """The lookup key of a stored (decrypted) email, or None when it is not a valid one.
+
+    A stored email is the display form ``normalise_email`` made (domain lower-cased, in
+    Unicode); when it is all ASCII its lookup key is simply its lower-case form (an IDNA
+    domain is stored in Unicode, so it never takes this path)."""
+    if email.isascii() and b"xn--" not in email:
+        return email.decode("ascii").lower()
     try:
         return normalise_email(email.decode("utf-8")).lookup_key
     except (InvalidInput, UnicodeDecodeError):
@@ -424,7 +411,7 @@ def build_next(head: Head, data_key: DataKey, change: Change, now: int, *,
             email = data_key.encrypt("email", value)
             new_email = value
             changed.append("email")
-            if old is None or _lookup_key(old) != change.email.lookup_key:
+            if old is None or lookup_key_of(old) != change.email.lookup_key:
                 mailbox_changed = True
                 verified_at = None
     if change.name is not None:
@@ -489,7 +476,7 @@ def change_locked(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Ch
     head = _require_writable(head, person_id)
     if expect_version is not None and head.version != expect_version:
         raise _version_conflict(person_id, head, expect_version)
-    data_key = _unwrap(keyring, person_id, wrapped)
+    data_key = unwrap(keyring, person_id, wrapped)
     record, email_changed, _ = build_next(head, data_key, change, now_micros())
     if not record.op:
         return VersionRef(person_id=person_id, version=head.version, cid=head.cid,
@@ -502,7 +489,7 @@ def change_locked(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Ch
         _set_lookup(conn, person_id, blind.digest(change.email), blind.key.id)
     verified = None if record.verified_at is None else from_micros(record.verified_at)
     new_head = _next_head(head, record, cid, from_micros(record.recorded_at), verified)
-    assert wrapped is not None  # _unwrap refused a missing key
+    assert wrapped is not None  # unwrap refused a missing key
     return (VersionRef(person_id=person_id, version=record.version, cid=cid),
             (new_head, data_key, wrapped))
 
@@ -529,8 +516,8 @@ def append_change(cursor: Cursor, keyring: Keyring, person_id: uuid.UUID, change
     if cached is None:
         found, stored = _head_with_key(cursor, person_id, lock=False)
         head = _require_writable(found, person_id)
-        data_key = _unwrap(keyring, person_id, stored)
-        assert stored is not None  # _unwrap refused a missing key
+        data_key = unwrap(keyring, person_id, stored)
+        assert stored is not None  # unwrap refused a missing key
         wrapped = stored
     else:
         head, data_key, wrapped = cached

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
         PeoplelogError,
         PersonErased,
         PersonNotFound,
+        ProjectionDamaged,
         VersionConflict,
         VersionNotFound,
     )
@@ -91,6 +92,7 @@ __all__ = [
     "PersonErased",
     "PersonNotFound",
     "PersonView",
+    "ProjectionDamaged",
     "RowError",
     "Settings",
     "StoreInit",
@@ -125,7 +127,7 @@ _SOURCES = {
                                 "DatabaseUnavailable", "DecryptionFailed", "EmailTaken",
                                 "InvalidInput", "KeyNotFound", "KeyringError", "NotFound",
                                 "PeoplelogError", "PersonErased", "PersonNotFound",
-                                "VersionConflict", "VersionNotFound"),
+                                "ProjectionDamaged", "VersionConflict", "VersionNotFound"),
 }
 if not TYPE_CHECKING:  # type checkers see the imports above; at run time, names load on use
     __getattr__, __dir__ = lazy_exports(__name__, _SOURCES, globals(), __all__)

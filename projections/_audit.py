@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from ._checkpoint import Checkpoint, TrustedKey
 from ._log import LogReport, iter_log_findings
+from ._stores import iter_store_findings
 from ._verify import Finding, Tally, iter_findings
 
 __all__ = ["PARALLEL_THRESHOLD", "AuditReport", "audit_database"]
@@ -41,10 +42,19 @@ def _log_worker(conninfo: str, held: Checkpoint | None, key: TrustedKey | None,
     report = LogReport()
     found: list[Finding] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
-        for finding in iter_log_findings(conn, held=held, key=key, report=report):
+        for finding in _log_and_stores(conn, held, key, report):
             if len(found) < max_findings:
                 found.append(finding)
     return report, found
+
+
+def _log_and_stores(conn: Conn, held: Checkpoint | None, key: TrustedKey | None,
+                    report: LogReport) -> Iterator[Finding]:
+    """The whole-ledger passes beside the chains: the log against the checkpoints, then the
+    tables a login trusts against the chains (both key-free)."""
+    yield from iter_log_findings(conn, held=held, key=key, report=report)
+    with conn.transaction():
+        yield from iter_store_findings(conn)
 
 
 def _estimated_rows(conn: Conn) -> int:
@@ -61,7 +71,8 @@ def audit_database(conn: Conn, person_id: uuid.UUID | None = None, *,
                    workers: int = 1,
                    parallel_threshold: int = PARALLEL_THRESHOLD) -> AuditReport:
     """Recompute every CID and check every chain; for the whole ledger also check the log
-    against the stored checkpoints and, when given, the checkpoint the auditor kept.
+    against the stored checkpoints and, when given, the checkpoint the auditor kept, and
+    ``people_latest``, ``email_lookup`` and ``person_keys`` against the chains.
 
     With ``conninfo`` and ``workers > 1`` a large ledger's log is checked in a child
     process in parallel with the chains.
@@ -85,7 +96,7 @@ def audit_database(conn: Conn, person_id: uuid.UUID | None = None, *,
         tally = Tally()
         for finding in iter_findings(conn, tally=tally, progress=progress):
             keep(finding)
-        for finding in iter_log_findings(conn, held=held, key=key, report=log):
+        for finding in _log_and_stores(conn, held, key, log):
             keep(finding)
         return AuditReport(ok=not findings, checked=tally.rows, persons=tally.persons,
                            findings=findings, log=log)

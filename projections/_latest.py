@@ -38,7 +38,14 @@ from peoplelog.schema import ChainBroken, DecryptionFailed, InvalidInput, Op
 
 from ._verify import Finding
 
-__all__ = ["ProjectionReport", "RebuildReport", "check_projections", "rebuild_projections"]
+__all__ = [
+    "ProjectionReport",
+    "RebuildReport",
+    "check_projections",
+    "latest_findings",
+    "lookup_shape_findings",
+    "rebuild_projections",
+]
 
 Conn = psycopg.Connection[Any]
 Progress = Callable[[int], None]
@@ -58,9 +65,9 @@ SELECT f.person_id, f.version, f.cid, f.op, c.created_at, f.recorded_at,
        CASE WHEN f.op = %(erased)s THEN f.recorded_at END AS erased_at
 FROM (SELECT DISTINCT ON (person_id) person_id, version, cid, op, recorded_at,
              email, name, password, verified_at
-      FROM people ORDER BY person_id, version DESC) AS f
+      FROM people ORDER BY person_id, version DESC, seq) AS f
 JOIN (SELECT DISTINCT ON (person_id) person_id, recorded_at AS created_at
-      FROM people ORDER BY person_id, version) AS c ON c.person_id = f.person_id
+      FROM people ORDER BY person_id, version, seq) AS c ON c.person_id = f.person_id
 """
 
 _DIFFERENT_COLUMNS = "array_remove(ARRAY[{}], NULL)".format(
@@ -89,7 +96,8 @@ SELECT coalesce(f.person_id, c.person_id), f.person_id IS NULL, f.version,
        f.op = %(erased)s, f.email IS NOT NULL, coalesce(c.claims, 0)
 FROM (SELECT DISTINCT ON (person_id) person_id, version, op, email
       FROM people ORDER BY person_id, version DESC) AS f
-FULL JOIN (SELECT person_id, count(*) AS claims FROM email_lookup GROUP BY person_id) AS c
+FULL JOIN (SELECT person_id, count(*) AS claims FROM peoplelog_claim_owners GROUP BY person_id)
+     AS c
      ON c.person_id = f.person_id
 WHERE f.person_id IS NULL
    OR (c.claims IS NOT NULL AND f.op = %(erased)s)
@@ -187,10 +195,10 @@ def check_projections(conn: Conn, keyring: Keyring | None, *,
     with conn.transaction(force_rollback=True):
         if idle:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        _collect(findings, _latest_findings(conn), max_findings)
+        _collect(findings, latest_findings(conn), max_findings)
         if keyring is None:
             persons = _count(conn, "SELECT count(DISTINCT person_id) FROM people")
-            _collect(findings, _shape_findings(conn), max_findings)
+            _collect(findings, lookup_shape_findings(conn), max_findings)
         else:
             tally = _Tally()
 
@@ -226,7 +234,7 @@ def _stream(conn: Conn, name: str, query: str,
         yield from cur
 
 
-def _latest_findings(conn: Conn) -> Iterator[Finding]:
+def latest_findings(conn: Conn) -> Iterator[Finding]:
     rows = _stream(conn, "peoplelog_latest_diff", _LATEST_DIFF, {"erased": Op.ERASED.value})
     for pid, extra, missing, version, stored_version, cid, stored_cid, columns in rows:
         if extra:
@@ -243,7 +251,7 @@ def _latest_findings(conn: Conn) -> Iterator[Finding]:
                           stored=stored_cid, computed=cid)
 
 
-def _shape_findings(conn: Conn) -> Iterator[Finding]:
+def lookup_shape_findings(conn: Conn) -> Iterator[Finding]:
     rows = _stream(conn, "peoplelog_lookup_shape", _LOOKUP_SHAPE, {"erased": Op.ERASED.value})
     for pid, unknown, version, erased, has_email, claims in rows:
         if unknown:

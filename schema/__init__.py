@@ -12,7 +12,13 @@ from .lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._columns import HISTORY_COLUMNS, LATEST_COLUMNS, PEOPLE_COLUMNS, column_list, placeholders
-    from ._migrate import Migration, apply_migrations, grant_app_role, migrations
+    from ._migrate import (
+        Migration,
+        apply_migrations,
+        grant_app_role,
+        grant_auditor_role,
+        migrations,
+    )
     from ._models import FORMAT_VERSION, HistoryEntry, Op, PersonView, VersionRecord, VersionRef
     from .errors import (
         ChainBroken,
@@ -29,6 +35,7 @@ if TYPE_CHECKING:
         PeoplelogError,
         PersonErased,
         PersonNotFound,
+        ProjectionDamaged,
         VersionConflict,
         VersionNotFound,
     )
@@ -56,6 +63,7 @@ __all__ = [
     "PersonErased",
     "PersonNotFound",
     "PersonView",
+    "ProjectionDamaged",
     "VersionConflict",
     "VersionNotFound",
     "VersionRecord",
@@ -63,6 +71,7 @@ __all__ = [
     "apply_migrations",
     "column_list",
     "grant_app_role",
+    "grant_auditor_role",
     "migrations",
     "placeholders",
 ]
@@ -70,13 +79,14 @@ __all__ = [
 _SOURCES = {
     "_columns": ("HISTORY_COLUMNS", "LATEST_COLUMNS", "PEOPLE_COLUMNS", "column_list",
                  "placeholders"),
-    "_migrate": ("Migration", "apply_migrations", "grant_app_role", "migrations"),
+    "_migrate": ("Migration", "apply_migrations", "grant_app_role", "grant_auditor_role",
+                 "migrations"),
     "_models": ("FORMAT_VERSION", "HistoryEntry", "Op", "PersonView", "VersionRecord",
                 "VersionRef"),
     "errors": ("ChainBroken", "ConfigurationError", "Conflict", "DatabaseError",
                "DatabaseUnavailable", "DecryptionFailed", "EmailTaken", "InvalidInput",
                "KeyNotFound", "KeyringError", "NotFound", "PeoplelogError", "PersonErased",
-               "PersonNotFound", "VersionConflict", "VersionNotFound"),
+               "PersonNotFound", "ProjectionDamaged", "VersionConflict", "VersionNotFound"),
 }
 if not TYPE_CHECKING:  # type checkers see the imports above; at run time, names load on use
     __getattr__, __dir__ = lazy_exports(__name__, _SOURCES, globals(), __all__)

@@ -13,7 +13,7 @@ from psycopg import sql
 
 from .errors import ConfigurationError, InvalidInput
 
-__all__ = ["Migration", "apply_migrations", "grant_app_role", "migrations"]
+__all__ = ["Migration", "apply_migrations", "grant_app_role", "grant_auditor_role", "migrations"]
 
 _PACKAGE = __name__.rpartition(".")[0]
 _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
@@ -90,7 +90,32 @@ _APP_GRANTS: tuple[tuple[str, str], ...] = (
     ("log_entries", "SELECT"),
     ("checkpoints", "SELECT"),
     ("log_meta", "SELECT"),
+    ("peoplelog_key_versions", "SELECT"),
+    ("peoplelog_claim_owners", "SELECT"),
 )
+
+_AUDITOR_GRANTS = ("people", "log_entries", "checkpoints", "log_meta", "people_latest",
+                   "peoplelog_key_versions", "peoplelog_claim_owners")
+"""What key-free ``verify`` reads: the ledger, the log, and the projections a login trusts,
+the last two through views without key material or keyed hashes."""
+
+
+def grant_auditor_role(conn: psycopg.Connection[Any], role: str) -> None:
+    """Give ``role`` SELECT on what key-free ``verify`` reads, and nothing else."""
+    ident = _existing_role(conn, role)
+    with conn.transaction():
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+            sql.Identifier(_current_schema(conn)), ident))
+        for table in _AUDITOR_GRANTS:
+            conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(table),
+                                                                    ident))
+
+
+def _existing_role(conn: psycopg.Connection[Any], role: str) -> sql.Identifier:
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+    if exists is None:
+        raise InvalidInput(f"role {role!r} does not exist; create it first (CREATE ROLE ...)")
+    return sql.Identifier(role)
 
 
 def grant_app_role(conn: psycopg.Connection[Any], role: str) -> None:
@@ -99,10 +124,7 @@ def grant_app_role(conn: psycopg.Connection[Any], role: str) -> None:
     On ``people`` that is INSERT and SELECT only: the role can neither change nor remove a
     version, whatever the trigger does.
     """
-    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
-    if exists is None:
-        raise InvalidInput(f"role {role!r} does not exist; create it first (CREATE ROLE ...)")
-    ident = sql.Identifier(role)
+    ident = _existing_role(conn, role)
     with conn.transaction():
         conn.execute(
             sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(

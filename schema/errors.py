@@ -26,6 +26,7 @@ __all__ = [
     "PeoplelogError",
     "PersonErased",
     "PersonNotFound",
+    "ProjectionDamaged",
     "VersionConflict",
     "VersionNotFound",
 ]
@@ -131,6 +132,15 @@ class DecryptionFailed(PeoplelogError):
     """
 
     kind = "decryption_failed"
+
+
+class ProjectionDamaged(PeoplelogError):
+    """A table derived from the ledger (``people_latest``, ``email_lookup``) disagrees with
+    the person's chain head, so a read that decides identity or login refused to trust it
+    (it fails closed). ``peoplelog projections check`` names the damage; ``projections
+    rebuild`` repairs it."""
+
+    kind = "projection_damaged"
 
 
 class ChainBroken(PeoplelogError):

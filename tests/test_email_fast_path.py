@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from peoplelog.fields import normalise_email
 from peoplelog.fields._email import MAX_LOCAL_PART, _simple
+from peoplelog.schema import InvalidInput
 
 ATOM = st.from_regex(r"[A-Za-z0-9_+-]{1,16}", fullmatch=True)
 LABEL = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9-]{0,10}[A-Za-z0-9])?", fullmatch=True) | (
@@ -56,3 +57,20 @@ def test_fast_path_is_what_normalise_email_returns() -> None:
                                                  "ada.lovelace+notes@example.org")
     for special in ("a@b.test", "a@b.localhost", "a@b.home.arpa", "a@xn--bcher-kva.de"):
         assert _simple(special) is None
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(ATOM, min_size=1, max_size=4), st.lists(LABEL, min_size=1, max_size=3), TLD,
+       st.sampled_from(["", "é", "ü", "ß", "İ", "ǅ"]))
+def test_a_stored_email_gives_back_its_lookup_key(locals_: list[str], labels: list[str],
+                                                  tld: str, accent: str) -> None:
+    """What a lookup confirms: the lookup key of the stored (display) form, the ASCII
+    shortcut included, is the lookup key of the address it was made from."""
+    from peoplelog.ledger._write import lookup_key_of  # noqa: PLC0415
+
+    text = accent + ".".join(locals_) + "@" + ".".join([*labels, tld])
+    try:
+        email = normalise_email(text)
+    except InvalidInput:  # invalid addresses are not stored
+        return
+    assert lookup_key_of(email.display.encode()) == email.lookup_key

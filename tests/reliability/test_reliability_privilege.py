@@ -1,7 +1,9 @@
 """Least privilege: the role ``peoplelog init --app-role`` sets up can append and read
 but cannot rewrite, remove or restructure the ledger (nor forge checkpoints or swap the
-verifier key), and an auditor role that can only SELECT ``people``, ``log_entries``,
-``checkpoints`` and ``log_meta`` runs ``peoplelog verify`` to a clean exit 0.
+verifier key), and an auditor role (``init --auditor-role``) that can only SELECT
+``people``, ``log_entries``, ``checkpoints``, ``log_meta``, ``people_latest`` and two views
+without key material (data-key versions, claim owners) runs ``peoplelog verify`` to a clean
+exit 0.
 
 (``tests/test_schema.py`` covers a role granted through the API; the keyring file modes are
 in ``test_reliability_hostile.py``.)
@@ -60,15 +62,10 @@ def roles(server_url: str, cli_env: dict[str, str], keyring_file: Path) -> Itera
         for role in (app, auditor):
             admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
     try:
-        done = _cli(env, "init", "--app-role", app, "--json")
+        done = _cli(env, "init", "--app-role", app, "--auditor-role", auditor, "--json")
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["app_role"] == app
-        with psycopg.connect(url, autocommit=True) as conn:
-            ident = sql.Identifier(auditor)
-            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(ident))
-            for table in ("people", "log_entries", "checkpoints", "log_meta"):
-                conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(
-                    sql.Identifier(table), ident))
+        assert json.loads(done.stdout)["auditor_role"] == auditor
         yield Roles(url, app, auditor, env)
     finally:
         drop_database(server_url, url)
@@ -181,10 +178,10 @@ def test_select_only_auditor_runs_verify(roles: Roles, tmp_path: Path) -> None:
         assert report["checked"] > 0
     assert json.loads(runs["verify held checkpoint"].stdout)["log"]["consistent_with_held"]
 
-    # SELECT on those four tables and nothing else
+    # SELECT on what verify reads and nothing else: no key material, no keyed hash
     allowed = _denied(auditor_url, [
         "SELECT * FROM person_keys", "SELECT * FROM email_lookup",
-        "SELECT * FROM people_latest", "SELECT * FROM peoplelog_key_checks",
+        "SELECT * FROM peoplelog_key_checks", "SELECT * FROM external_ids",
         "INSERT INTO people (person_id) VALUES (gen_random_uuid())",
         "UPDATE log_meta SET origin = 'x'", "DELETE FROM checkpoints",
     ], {})

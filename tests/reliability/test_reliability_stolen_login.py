@@ -1,0 +1,187 @@
+"""A stolen application login, used as an attacker would: with the role ``peoplelog init
+--app-role`` sets up and its password, but no keyring. Each attack that used to change who
+a person is or how they log in undetected is now either refused by the application's reads
+(they confirm against the person's chain head and fail closed) and reported by key-free
+``verify`` (run as the ``--auditor-role``) with the finding that names it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from _support import ROOT, Figures
+from conftest import create_database, drop_database
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from peoplelog.fields import Keyring
+from peoplelog.ledger import Database, Ledger
+from peoplelog.schema import DecryptionFailed, ProjectionDamaged, VersionRef
+
+Conn = psycopg.Connection[Any]
+PASSWORD_1 = "first correct horse battery"
+PASSWORD_2 = "second correct horse battery"
+
+
+@dataclass
+class Store:
+    url: str  # the owner's, on a database of its own
+    app_url: str  # the stolen login
+    auditor_env: dict[str, str]
+    ledger: Ledger  # the real application, with the keyring
+
+
+@pytest.fixture(scope="module")
+def store(server_url: str, cli_env: dict[str, str], keyring: Keyring,
+          keyring_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    url = create_database(server_url, "rel_stolen")
+    tag = uuid.uuid4().hex[:8]
+    app, auditor = f"plt_app_{tag}", f"plt_aud_{tag}"
+    env = {**cli_env, "PEOPLELOG_DATABASE_URL": url, "PEOPLELOG_KEYRING": str(keyring_file)}
+    with psycopg.connect(server_url, autocommit=True) as admin:
+        for role in (app, auditor):
+            admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    ledger = None
+    try:
+        done = subprocess.run([sys.executable, "-m", "peoplelog", "init", "--app-role", app,
+                               "--auditor-role", auditor, "--json"], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr
+        app_url = make_conninfo(url, user=app)
+        ledger = Ledger(Database(app_url, pool_size=2), keyring)
+        auditor_env = {**env, "PEOPLELOG_DATABASE_URL": make_conninfo(url, user=auditor),
+                       "PEOPLELOG_KEYRING": str(tmp_path_factory.mktemp("none") / "absent")}
+        yield Store(url, app_url, auditor_env, ledger)
+    finally:
+        if ledger is not None:
+            ledger.close()
+        drop_database(server_url, url)
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            for role in (app, auditor):
+                admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def _person(store: Store, password: str | None = PASSWORD_1) -> tuple[VersionRef, str]:
+    email = f"victim-{uuid.uuid4().hex[:10]}@example.org"
+    return store.ledger.create_person(email=email, name="Victim", password=password), email
+
+
+def _verify_as_auditor(store: Store) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "peoplelog", "verify", "--json"],
+                          env=store.auditor_env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode in (0, 1), done.stderr
+    report: dict[str, Any] = json.loads(done.stdout)
+    return report
+
+
+def _found(report: dict[str, Any], kind: str, person: uuid.UUID) -> bool:
+    return any(f["kind"] == kind and f["person_id"] == str(person) for f in report["findings"])
+
+
+def _repair(store: Store, sql_text: str, params: tuple[Any, ...]) -> None:
+    """Undo an attack as the owner, so each test leaves a clean store for the next."""
+    with psycopg.connect(store.url, autocommit=True) as owner:
+        owner.execute(sql_text, params)
+
+
+def test_an_older_password_put_back_into_people_latest_does_not_log_in(store: Store) -> None:
+    figures = Figures("stolen login", "old_password_in_latest")
+    ref, email = _person(store)
+    store.ledger.update_person(ref.person_id, password=PASSWORD_2)
+    with psycopg.connect(store.app_url, autocommit=True) as stolen:
+        old = stolen.execute("SELECT password FROM people WHERE person_id = %s"
+                             " AND version = 0", (ref.person_id,)).fetchone()
+        assert old is not None
+        stolen.execute("UPDATE people_latest SET password = %s WHERE person_id = %s",
+                       (old[0], ref.person_id))
+    assert store.ledger.authenticate(email, PASSWORD_1) is None  # the chain head decides
+    assert store.ledger.authenticate(email, PASSWORD_2) == ref.person_id
+    report = _verify_as_auditor(store)
+    assert _found(report, "latest_stale", ref.person_id), report["findings"]
+    _repair(store, "UPDATE people_latest l SET password = p.password FROM people p"
+                   " WHERE p.person_id = l.person_id AND p.version = l.version"
+                   " AND l.person_id = %s", (ref.person_id,))
+    figures.faults_injected = 1
+    figures.write()
+
+
+def test_an_email_claim_pointed_at_another_person_fails_closed(store: Store) -> None:
+    figures = Figures("stolen login", "claim_redirected")
+    victim, email = _person(store)
+    attacker, _ = _person(store, password=PASSWORD_2)
+    with psycopg.connect(store.app_url, autocommit=True) as stolen, stolen.transaction():
+        row = stolen.execute("SELECT blind_index, key_id, norm FROM email_lookup"
+                             " WHERE person_id = %s", (victim.person_id,)).fetchone()
+        assert row is not None
+        stolen.execute("DELETE FROM email_lookup WHERE person_id = %s", (victim.person_id,))
+        stolen.execute("INSERT INTO email_lookup (blind_index, person_id, key_id, norm)"
+                       " VALUES (%s, %s, %s, %s)", (row[0], attacker.person_id, *row[1:]))
+    with pytest.raises(ProjectionDamaged):
+        store.ledger.find_person(email)
+    with pytest.raises(ProjectionDamaged):
+        store.ledger.authenticate(email, PASSWORD_2)
+    report = _verify_as_auditor(store)
+    assert _found(report, "claim_missing", victim.person_id), report["findings"]
+    assert _found(report, "claim_duplicate", attacker.person_id), report["findings"]
+    _repair(store, "UPDATE email_lookup SET person_id = %s WHERE blind_index = %s",
+            (victim.person_id, row[0]))
+    figures.faults_injected = 1
+    figures.write()
+
+
+def test_a_deleted_data_key_is_damage_not_an_erasure(store: Store) -> None:
+    figures = Figures("stolen login", "key_deleted")
+    ref, email = _person(store)
+    with psycopg.connect(store.app_url, autocommit=True) as stolen:
+        saved = stolen.execute("SELECT key_version, kek_id, wrapped_key FROM person_keys"
+                               " WHERE person_id = %s", (ref.person_id,)).fetchone()
+        stolen.execute("DELETE FROM person_keys WHERE person_id = %s", (ref.person_id,))
+    assert saved is not None
+    for read in (lambda: store.ledger.get_person(ref.person_id),
+                 lambda: store.ledger.find_person(email),
+                 lambda: store.ledger.authenticate(email, PASSWORD_1)):
+        with pytest.raises(DecryptionFailed, match="key store is damaged"):
+            read()
+    report = _verify_as_auditor(store)
+    assert _found(report, "key_missing", ref.person_id), report["findings"]
+    _repair(store, "INSERT INTO person_keys (person_id, key_version, kek_id, wrapped_key)"
+                   " VALUES (%s, %s, %s, %s)", (ref.person_id, *saved))
+    figures.faults_injected = 1
+    figures.write()
+
+
+def test_a_deleted_claim_letting_someone_else_register_the_address_is_reported(
+        store: Store) -> None:
+    """Until the write paths are the database's own, the second registration goes through;
+    key-free ``verify`` names the person who lost the claim."""
+    figures = Figures("stolen login", "claim_deleted")
+    ref, email = _person(store)
+    with psycopg.connect(store.app_url, autocommit=True) as stolen:
+        saved = stolen.execute("SELECT blind_index, key_id, norm FROM email_lookup"
+                               " WHERE person_id = %s", (ref.person_id,)).fetchone()
+        stolen.execute("DELETE FROM email_lookup WHERE person_id = %s", (ref.person_id,))
+    assert saved is not None
+    second = store.ledger.create_person(email=email, name="Second Holder")
+    report = _verify_as_auditor(store)
+    assert _found(report, "claim_missing", ref.person_id), report["findings"]
+    store.ledger.erase_person(second.person_id, actor="test", reason="undo the attack")
+    _repair(store, "INSERT INTO email_lookup (blind_index, person_id, key_id, norm)"
+                   " VALUES (%s, %s, %s, %s)", (saved[0], ref.person_id, *saved[1:]))
+    assert store.ledger.find_person(email) == ref.person_id
+    figures.faults_injected = 1
+    figures.write()
+
+
+def test_the_store_verifies_clean_after_the_repairs(store: Store) -> None:
+    report = _verify_as_auditor(store)
+    assert report["ok"] is True, report["findings"]
