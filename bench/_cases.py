@@ -21,7 +21,14 @@ from typing import Any
 
 import psycopg
 
-from peoplelog.fields import BlindIndex, DataKey, KeyPurpose, Keyring, normalise_email
+from peoplelog.fields import (
+    Attestations,
+    BlindIndex,
+    DataKey,
+    KeyPurpose,
+    Keyring,
+    normalise_email,
+)
 from peoplelog.ledger import BATCH_SIZE, FIRST_BATCH, Database, Ledger, cid_from_digest
 from peoplelog.projections import (
     CheckpointSigner,
@@ -29,6 +36,7 @@ from peoplelog.projections import (
     make_checkpoint,
     rebuild_projections,
 )
+from peoplelog.schema import WRITTEN_COLUMNS
 
 from ._data import fill_ledger, from_micros, now_micros
 from ._env import Server
@@ -52,11 +60,12 @@ Conn = psycopg.Connection[Any]
 Row = tuple[Any, ...]
 CPUS = os.cpu_count() or 1
 
-_PEOPLE_COLUMNS = ("person_id, version, cid, prev, format, op, recorded_at, actor, reason,"
-                   " email, name, password, verified_at")
+_PEOPLE_COLUMNS = ", ".join(WRITTEN_COLUMNS)
+"""A version as ``people`` stores it: the envelope's columns, the writer key and the seal."""
 _PEOPLE_TYPES = ["uuid", "int4", "text", "text", "int2", "text", "timestamptz", "text", "text",
-                 "bytea", "bytea", "bytea", "timestamptz"]
-_RAW_INSERT = f"INSERT INTO raw_people ({_PEOPLE_COLUMNS}) VALUES ({', '.join(['%s'] * 13)})"  # noqa: S608 - fixed column names
+                 "bytea", "bytea", "bytea", "timestamptz", "text", "bytea"]
+_RAW_INSERT = (f"INSERT INTO raw_people ({_PEOPLE_COLUMNS})"  # noqa: S608 - fixed column names
+               f" VALUES ({', '.join(['%s'] * len(WRITTEN_COLUMNS))})")
 _RAW_FOLD = """
 INSERT INTO raw_latest (person_id, version, cid, op, created_at, recorded_at, email, name,
                         password, verified_at, erased_at)
@@ -174,14 +183,16 @@ def people_shaped(rows: Sequence[tuple[str, str]], *, version: int = 0) -> list[
         out.append((pid, version, _random_cid(), None if version == 0 else _random_cid(), 1,
                     "created" if version == 0 else "updated", from_micros(now + i), "import",
                     None, key.encrypt("email", email.encode()),
-                    key.encrypt("name", name.encode()), None, None))
+                    key.encrypt("name", name.encode()), None, None, "writer-1",
+                    os.urandom(32)))
     return out
 
 
 def _every_table(shaped: Sequence[Row]) -> list[tuple[str, str, list[str], list[Row]]]:
     """The rows an import of ``shaped`` writes, table by table (raw_* copies)."""
     latest = [(r[0], 0, r[2], r[5], r[6], r[6], r[9], r[10], None, None, None) for r in shaped]
-    lookup = [(os.urandom(32), r[0], "blind-index-1", 1) for r in shaped]
+    lookup = [(os.urandom(32), r[0], "blind-index-1", 1, "writer-1", os.urandom(32))
+              for r in shaped]
     keys = [(r[0], 1, "kek-1", os.urandom(64)) for r in shaped]
     return [
         ("raw_people", _PEOPLE_COLUMNS, _PEOPLE_TYPES, list(shaped)),
@@ -189,8 +200,8 @@ def _every_table(shaped: Sequence[Row]) -> list[tuple[str, str, list[str], list[
          " name, password, verified_at, erased_at",
          ["uuid", "int4", "text", "text", "timestamptz", "timestamptz", "bytea", "bytea",
           "bytea", "timestamptz", "timestamptz"], latest),
-        ("raw_email_lookup", "blind_index, person_id, key_id, norm",
-         ["bytea", "uuid", "text", "int2"], lookup),
+        ("raw_email_lookup", "blind_index, person_id, key_id, norm, claim_key, claim",
+         ["bytea", "uuid", "text", "int2", "text", "bytea"], lookup),
         ("raw_person_keys", "person_id, key_version, kek_id, wrapped_key",
          ["uuid", "int4", "text", "bytea"], keys),
     ]
@@ -372,7 +383,8 @@ def _raw_versions(persons: int, count: int) -> list[Row]:
     for i in range(count):
         rows.append((pids[i % persons], i // persons + 1, _random_cid(), _random_cid(), 1,
                      "updated", from_micros(now + i), None, None, email,
-                     key.encrypt("name", f"Renamed {i}".encode()), None, None))
+                     key.encrypt("name", f"Renamed {i}".encode()), None, None, "writer-1",
+                     os.urandom(32)))
     return rows
 
 
@@ -463,10 +475,10 @@ def make_verify_database(b: Bench, rows: int, prefix: str) -> str:
     url = b.server.create_database(prefix)
     conn = b.connect(url)
     started = time.perf_counter()
-    written = fill_ledger(conn, rows // versions, versions)
+    written = fill_ledger(conn, rows // versions, versions, b.keyring)
     conn.execute("ANALYZE people")  # else reltuples is -1 and audit never goes parallel
     signer = CheckpointSigner(b.keyring.active(KeyPurpose.CHECKPOINT_SIGNING))
-    make_checkpoint(conn, signer)
+    make_checkpoint(conn, signer, writers=Attestations.of(b.keyring))
     say(f"  filled {written:,} versions and checkpointed in "
         f"{time.perf_counter() - started:.1f}s")
     return url
@@ -484,7 +496,7 @@ def bench_verify(b: Bench) -> str:
         def work() -> None:
             nonlocal seen
             with conn.cursor() as cur, cur.copy("COPY people TO STDOUT (FORMAT BINARY)") as copy:
-                copy.set_types(["bytea"] * 14)
+                copy.set_types(["bytea"] * (len(WRITTEN_COLUMNS) + 1))  # and seq
                 for row in copy.rows():
                     sha256(b"\x1f".join([f or b"" for f in row])).digest()
                     seen += 1

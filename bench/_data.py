@@ -14,6 +14,7 @@ from typing import Any
 
 import psycopg
 
+from peoplelog.fields import Attestor, Keyring
 from peoplelog.ledger import version_cid
 from peoplelog.schema import Op, VersionRecord
 
@@ -40,10 +41,12 @@ def _ciphertext() -> bytes:
     return _HEADER + os.urandom(60)
 
 
-def fill_ledger(conn: psycopg.Connection[Any], persons: int, versions: int) -> int:
+def fill_ledger(conn: psycopg.Connection[Any], persons: int, versions: int,
+                keyring: Keyring) -> int:
     """Write ``persons`` chains of ``versions`` versions each, with the tables a login
-    trusts to match (``people_latest``, one data key and one email claim per person);
-    return the versions written."""
+    trusts to match (``people_latest``, one data key and one email claim per person), each
+    version sealed with ``keyring``'s writer key; return the versions written."""
+    attestor = Attestor.of(keyring)
     start = now_micros() - persons * versions
     rows = 0
     heads: list[tuple[Any, ...]] = []
@@ -51,7 +54,7 @@ def fill_ledger(conn: psycopg.Connection[Any], persons: int, versions: int) -> i
         conn.execute("SET LOCAL session_replication_role = replica")
         with conn.cursor().copy(
             "COPY people (person_id, version, cid, prev, format, op, recorded_at, actor,"
-            " reason, email, name, password, verified_at) FROM STDIN"
+            " reason, email, name, password, verified_at, writer_key, attestation) FROM STDIN"
         ) as copy:
             for p in range(persons):
                 pid = uuid.UUID(bytes=os.urandom(16), version=4)
@@ -70,7 +73,7 @@ def fill_ledger(conn: psycopg.Connection[Any], persons: int, versions: int) -> i
                     cid = version_cid(record)
                     copy.write_row((pid, v, cid, prev, 1, record.op,
                                     from_micros(record.recorded_at), "bench", None, email,
-                                    name, None, None))
+                                    name, None, None, attestor.key_id, attestor.seal(cid)))
                     prev = cid
                     rows += 1
                 heads.append((pid, versions - 1, prev, Op.UPDATED.value if versions > 1

@@ -124,21 +124,28 @@ def _verdict(report: AuditReport) -> str:
 
 
 def cmd_checkpoint(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.fields import Attestations  # noqa: PLC0415
     from peoplelog.ledger import check_keyring  # noqa: PLC0415
     from peoplelog.projections import make_checkpoint  # noqa: PLC0415
 
     signer = _signer()
     keyring = settings().keyring()
+    writers = Attestations.of(keyring)
     with open_database() as database:
         database.run(lambda conn: check_keyring(conn, keyring))
-        result = database.run(lambda conn: make_checkpoint(conn, signer))
+        result = database.run(lambda conn: make_checkpoint(conn, signer, writers=writers))
     if args.out:
         write_out(args.out, result.checkpoint.text)
+    if result.refused:
+        print(f"peoplelog: warning: {plural(result.refused, 'version')} refused: no valid seal "
+              "of the writer key (written with the database login alone?); `peoplelog "
+              "verify` lists them as unattested", file=sys.stderr)
     if not wants_json(args):
         return result.checkpoint.text.rstrip("\n"), EXIT_OK
     return {
         "size": result.checkpoint.size,
         "sequenced": result.sequenced,
+        "refused": result.refused,
         "new": result.new,
         "checkpoint": result.checkpoint.text,
     }, EXIT_OK
@@ -153,6 +160,19 @@ def cmd_keys_public(args: argparse.Namespace) -> tuple[Any, int]:
 
 def cmd_keys_add_signing(args: argparse.Namespace) -> tuple[Any, int]:
     from peoplelog.fields import KeyPurpose  # noqa: PLC0415
+
+    return _add_key(KeyPurpose.CHECKPOINT_SIGNING, rotate=args.rotate), EXIT_OK
+
+
+def cmd_keys_add_writer(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.fields import KeyPurpose  # noqa: PLC0415
+
+    return _add_key(KeyPurpose.WRITER, rotate=args.rotate), EXIT_OK
+
+
+def _add_key(purpose: Any, *, rotate: bool) -> dict[str, Any]:
+    """Add a key of ``purpose`` to the keyring file (made active), unless one is there and
+    ``rotate`` is not asked for; older keys are kept."""
     from peoplelog.schema.errors import InvalidInput, KeyNotFound  # noqa: PLC0415
 
     config = settings()
@@ -160,14 +180,14 @@ def cmd_keys_add_signing(args: argparse.Namespace) -> tuple[Any, int]:
         raise InvalidInput("the keyring comes from PEOPLELOG_KEYRING_JSON; add the key there")
     keyring = config.keyring()
     try:
-        current = keyring.active(KeyPurpose.CHECKPOINT_SIGNING)
+        current = keyring.active(purpose)
     except KeyNotFound:
         current = None
-    if current is not None and not args.rotate:
-        return {"key_id": current.id, "added": False}, EXIT_OK
-    updated = keyring.with_new_key(KeyPurpose.CHECKPOINT_SIGNING)
+    if current is not None and not rotate:
+        return {"key_id": current.id, "added": False}
+    updated = keyring.with_new_key(purpose)
     updated.replace_file(config.keyring_file)
-    return {"key_id": updated.active(KeyPurpose.CHECKPOINT_SIGNING).id, "added": True}, EXIT_OK
+    return {"key_id": updated.active(purpose).id, "added": True}
 
 
 def cmd_prove(args: argparse.Namespace) -> tuple[Any, int]:
@@ -216,14 +236,24 @@ def cmd_export(args: argparse.Namespace) -> tuple[Any, int]:
 
 @contextlib.contextmanager
 def _open_out(path: str) -> Iterator[TextIO]:
+    """A file written beside ``path`` and put in its place only when the block ends without
+    an error: an export that fails half way leaves no partial file behind."""
     from peoplelog.schema.errors import InvalidInput  # noqa: PLC0415
 
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
     try:
-        handle = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        handle = open(partial, "w", encoding="utf-8")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise InvalidInput(f"cannot write {path}: {exc.strerror}") from None
-    with handle:
-        yield handle
+    try:
+        with handle:
+            yield handle
+        os.replace(partial, target)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {path}: {exc.strerror}") from None
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 # --- parser ---------------------------------------------------------------------------------
@@ -265,6 +295,12 @@ def register(sub: Any, *, add: AddCommand) -> None:
             "peoplelog keys add-signing-key")
     p.add_argument("--rotate", action="store_true",
                    help="add a new key even if one exists (the old one is kept)")
+    p = add(keys, "add-writer-key", cmd_keys_add_writer,
+            "add the key that seals the versions the application writes to an older "
+            "keyring file", "peoplelog keys add-writer-key")
+    p.add_argument("--rotate", action="store_true",
+                   help="add a new key even if one exists (the old one is kept: what it "
+                        "sealed still checks)")
 
     p = add(sub, "prove", cmd_prove,
             "inclusion proof of one version against the newest checkpoint",

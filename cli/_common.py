@@ -52,6 +52,7 @@ EXIT_OK, EXIT_DAMAGE, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_INTERNAL =
 EXIT_CODES: dict[str, int] = {
     "chain_broken": EXIT_DAMAGE,
     "projection_damaged": EXIT_DAMAGE,
+    "unattested_version": EXIT_DAMAGE,
     "invalid_input": EXIT_USAGE,
     "configuration": EXIT_USAGE,
     "database_unavailable": EXIT_USAGE,

@@ -128,8 +128,18 @@ def cmd_erase(args: argparse.Namespace) -> tuple[Any, int]:
 
     pid = check_person_id(args.person_id)
     actor, reason = _who(args)
-    with open_ledger(keys="none") as ledger:
+    with open_ledger() as ledger:  # the erased version is sealed with the writer key
         ref = ledger.erase_person(pid, actor=actor, reason=reason)
+    return ref.model_dump(mode="json"), EXIT_OK
+
+
+def cmd_restore(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.ledger import check_person_id  # noqa: PLC0415
+
+    pid = check_person_id(args.person_id)
+    actor, reason = _who(args)
+    with open_ledger() as ledger:
+        ref = ledger.restore_person(pid, actor=actor, reason=reason)
     return ref.model_dump(mode="json"), EXIT_OK
 
 
@@ -206,6 +216,13 @@ def register(sub: Any, *, add: AddCommand) -> Any:
 
     p = add(psub, "erase", cmd_erase, "erase a person by deleting their data key",
             "peoplelog person erase PERSON_ID --actor dpo --reason 'GDPR art. 17'")
+    p.add_argument("person_id", metavar="PERSON_ID")
+    _who_arguments(p)
+
+    p = add(psub, "restore", cmd_restore,
+            "write the newest version the application wrote back over versions it did not "
+            "write (no seal of the writer key); nothing when the newest is trusted",
+            "peoplelog person restore PERSON_ID --actor ops --reason 'unattested v7'")
     p.add_argument("person_id", metavar="PERSON_ID")
     _who_arguments(p)
 

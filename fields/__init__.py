@@ -10,14 +10,18 @@ from typing import TYPE_CHECKING
 from peoplelog.schema.lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from ._attest import ATTESTATION_LABEL, CLAIM_LABEL, Attestations, Attestor
     from ._cipher import FIELDS, DataKey, NewPersonSealer
     from ._email import NORMALISATION_VERSION, BlindIndex, NormalisedEmail, normalise_email
+    from ._keyed import KeyedHash
     from ._keyring import KEYRING_FORMAT, REQUIRED_PURPOSES, Key, KeyPurpose, Keyring
     from ._password import MAX_PASSWORD, MIN_PASSWORD, PasswordHasher, check_password_policy
     from ._run_ids import RunIds
     from ._speedups import PURE_PYTHON_VARIABLE, native_enabled
 
 __all__ = [
+    "ATTESTATION_LABEL",
+    "CLAIM_LABEL",
     "FIELDS",
     "KEYRING_FORMAT",
     "MAX_PASSWORD",
@@ -25,10 +29,13 @@ __all__ = [
     "NORMALISATION_VERSION",
     "PURE_PYTHON_VARIABLE",
     "REQUIRED_PURPOSES",
+    "Attestations",
+    "Attestor",
     "BlindIndex",
     "DataKey",
     "Key",
     "KeyPurpose",
+    "KeyedHash",
     "Keyring",
     "NewPersonSealer",
     "NormalisedEmail",
@@ -40,8 +47,10 @@ __all__ = [
 ]
 
 _SOURCES = {
+    "_attest": ("ATTESTATION_LABEL", "CLAIM_LABEL", "Attestations", "Attestor"),
     "_cipher": ("FIELDS", "DataKey", "NewPersonSealer"),
     "_email": ("NORMALISATION_VERSION", "BlindIndex", "NormalisedEmail", "normalise_email"),
+    "_keyed": ("KeyedHash",),
     "_keyring": ("KEYRING_FORMAT", "REQUIRED_PURPOSES", "Key", "KeyPurpose", "Keyring"),
     "_password": ("MAX_PASSWORD", "MIN_PASSWORD", "PasswordHasher", "check_password_policy"),
     "_run_ids": ("RunIds",),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 
@@ -10,6 +9,7 @@ import email_validator
 
 from peoplelog.schema import InvalidInput
 
+from ._keyed import KeyedHash
 from ._keyring import Key, KeyPurpose
 
 __all__ = ["NORMALISATION_VERSION", "BlindIndex", "NormalisedEmail", "normalise_email"]
@@ -138,8 +138,6 @@ def _redact(message: str, raw: str) -> str:
     return re.sub(r"'[^']{2,}'", "'<redacted>'", message)
 
 
-_BLOCK = 64
-"""SHA-256's block size in bytes: HMAC pads the key to it."""
 _EMAIL_PREFIX = b"peoplelog/email/%d\x00" % NORMALISATION_VERSION
 _EXTERNAL_ID_PREFIX = b"peoplelog/external-id/1\x00"
 
@@ -154,29 +152,19 @@ class BlindIndex:
     implementation of these digests (``tests/vectors/blind_index.json`` pins them).
     """
 
-    __slots__ = ("_inner", "_outer", "key")
+    __slots__ = ("_mac", "key")
 
     def __init__(self, key: Key) -> None:
         if key.purpose is not KeyPurpose.BLIND_INDEX:
             raise ValueError("a blind index needs a blind-index key")
         self.key = key
-        block = key.secret if len(key.secret) <= _BLOCK else hashlib.sha256(key.secret).digest()
-        block = block.ljust(_BLOCK, b"\x00")
-        self._inner = hashlib.sha256(bytes(byte ^ 0x36 for byte in block))
-        self._outer = hashlib.sha256(bytes(byte ^ 0x5C for byte in block))
-        """HMAC's (RFC 2104) two keyed SHA-256 states, made once: each digest copies them,
-        so the key's padded blocks are hashed once, not per call (and with less overhead
-        per call than ``hmac.HMAC.copy``: the bulk import makes one or two per row)."""
+        self._mac = KeyedHash(key.secret)
 
     def __repr__(self) -> str:
         return f"BlindIndex(key_id={self.key.id!r})"
 
     def _digest(self, message: bytes) -> bytes:
-        inner = self._inner.copy()
-        inner.update(message)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.digest()
+        return self._mac.digest(message)
 
     def digest(self, email: NormalisedEmail) -> bytes:
         return self._digest(_EMAIL_PREFIX + email.lookup_key.encode())

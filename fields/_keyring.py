@@ -31,6 +31,9 @@ class KeyPurpose(StrEnum):
     """HMAC key of the email blind index."""
     CHECKPOINT_SIGNING = "checkpoint-signing"
     """Ed25519 seed that signs log checkpoints (optional until checkpoints are used)."""
+    WRITER = "writer"
+    """HMAC key that attests the versions the application writes (optional in older
+    keyrings until they write: ``peoplelog keys add-writer-key``)."""
 
 
 REQUIRED_PURPOSES = (KeyPurpose.KEK, KeyPurpose.BLIND_INDEX)
@@ -128,9 +131,11 @@ class Keyring:
     def active(self, purpose: KeyPurpose) -> Key:
         key_id = self._active.get(purpose)
         if key_id is None:
+            command = ("add-writer-key" if purpose is KeyPurpose.WRITER
+                       else "add-signing-key")
             raise KeyNotFound(
                 f"keyring {self.source} has no {purpose.value} key "
-                "(run `peoplelog keys add-signing-key`)"
+                f"(run `peoplelog keys {command}`)"
             )
         return self._keys[key_id]
 
@@ -154,6 +159,11 @@ class Keyring:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+
+    def all_of(self, purpose: KeyPurpose) -> list[Key]:
+        """Every key of ``purpose``, the active one and older ones (to check what they
+        protected)."""
+        return [key for key in self._keys.values() if key.purpose is purpose]
 
     def find(self, key_id: str) -> Key | None:
         return self._keys.get(key_id)

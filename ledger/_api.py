@@ -27,7 +27,7 @@ from peoplelog.schema import (
     VersionRef,
 )
 
-from . import _read, _write
+from . import _heads, _read, _records, _restore, _write
 from ._cache import TimedCache
 from ._import._importer import import_people
 from ._import._reading import ImportFile
@@ -61,8 +61,8 @@ class Ledger:
         self._keyring_checked = False
         self._blind: BlindIndex | None = None
         self._hasher = PasswordHasher()
-        self._heads = _write.HeadCache()
-        self._claim_keys: TimedCache[uuid.UUID, tuple[_write.Wrapped, DataKey]] = TimedCache()
+        self._heads = _heads.HeadCache()
+        self._claim_keys: TimedCache[uuid.UUID, tuple[_heads.Wrapped, DataKey]] = TimedCache()
 
     def __repr__(self) -> str:
         return f"Ledger(database={self.database.where!r}, keyring={self._keyring!r})"
@@ -192,7 +192,7 @@ class Ledger:
         keyring = self.keyring
         heads = self._heads
         attempted: list[VersionRef] = []  # what the last attempt wrote, before its COMMIT
-        new_head: list[_write.Cached] = []
+        new_head: list[_heads.Cached] = []
 
         def optimistic(cursor: Cursor) -> VersionRef | None:
             return _write.append_change(cursor, keyring, pid, change,
@@ -233,14 +233,14 @@ class Ledger:
         if changes:
             raise InvalidInput(f"unknown fields: {', '.join(sorted(changes))}")
         keyring = self.keyring
-        return self.database.run(lambda conn: _write.prepare_record(conn, keyring, pid, change))
+        return self.database.run(lambda conn: _records.prepare_record(conn, keyring, pid, change))
 
     def append(self, record: VersionRecord) -> VersionRef:
         """Append a prepared version; idempotent on its CID."""
         keyring = self.keyring
         self._heads.drop(record.person_id)
         return self.database.transaction(
-            lambda conn: _write.append_record(conn, keyring, record),
+            lambda conn: _records.append_record(conn, keyring, record),
         )
 
     def erase_person(self, person_id: uuid.UUID | str, *, actor: str | None = None,
@@ -249,10 +249,11 @@ class Ledger:
         appended, the chain still verifies."""
         pid = check_person_id(person_id)
         clean_actor, clean_reason = check_actor(actor), check_reason(reason)
+        keyring = self.keyring  # the erased version is attested like any other
         self._heads.drop(pid)
         try:
             return self.database.transaction(
-                lambda conn: _write.erase_person(conn, pid, clean_actor, clean_reason)
+                lambda conn: _write.erase_person(conn, keyring, pid, clean_actor, clean_reason)
             )
         finally:  # a write of this Ledger that raced the erasure may have cached the key again
             self._heads.drop(pid)
@@ -288,6 +289,20 @@ class Ledger:
                 os.cpu_count() or 1),
             actor=actor, reason=reason, progress=progress)
 
+    def restore_person(self, person_id: uuid.UUID | str, *, actor: str | None = None,
+                       reason: str | None = None) -> VersionRef:
+        """When the person's newest version carries no seal of the writer key (someone
+        wrote it with the database login alone), append a ``restored`` version with the
+        fields of the newest sealed one, so the person can log in and be changed again.
+        Nothing is written (``written`` False) when the newest version is trusted."""
+        pid = check_person_id(person_id)
+        clean_actor, clean_reason = check_actor(actor), check_reason(reason)
+        keyring = self.keyring
+        self._heads.drop(pid)
+        self._claim_keys.drop(pid)
+        return self.database.transaction(
+            lambda conn: _restore.restore_locked(conn, keyring, pid, clean_actor, clean_reason))
+
     # --- reads ----------------------------------------------------------------------------
 
     def get_person(self, person_id: uuid.UUID | str, version: int | None = None) -> PersonView:
@@ -304,11 +319,12 @@ class Ledger:
     def find_person(self, email: str) -> uuid.UUID:
         """The person currently claiming ``email``; ``PersonNotFound`` if none.
 
-        The claim is confirmed against the person's chain head (their stored email,
-        decrypted, is this address, and they are not erased): a tampered lookup fails
-        closed with ``ProjectionDamaged`` rather than naming someone else."""
-        normalised = normalise_email(email)
-        claimant = self._claimant(normalised)
+        The claim is confirmed against the person's chain head (the claim's seal covers the
+        email ciphertext the head holds, or the head's email, decrypted, is this address;
+        the head itself is the application's and not erased): a tampered lookup fails
+        closed with ``ProjectionDamaged`` or ``Unattested`` rather than naming someone
+        else."""
+        claimant = self._claimant(normalise_email(email), _read.CLAIMANT_BY_BLIND_INDEX)
         if claimant is None:
             raise PersonNotFound("no person has this email")
         return claimant.person_id
@@ -319,18 +335,20 @@ class Ledger:
         Unknown emails cost a full argon2id check against a dummy hash, so response time
         does not reveal who is registered. The email's claim and the password come from the
         person's chain head, not from a projection: a tampered lookup or ``people_latest``
-        fails closed (``ProjectionDamaged``). An outdated hash is upgraded on success.
+        fails closed (``ProjectionDamaged``, ``Unattested``). An outdated hash is upgraded
+        on success.
         """
         try:
             normalised = normalise_email(email)
         except InvalidInput:
             self._hasher.verify_dummy(password)
             return None
-        claimant = self._claimant(normalised)
+        claimant = self._claimant(normalised, _read.CLAIMANT_WITH_KEY)
         phc = None
         if claimant is not None and claimant.password is not None:
             data_key = self._claimant_key(claimant)
-            assert data_key is not None  # _claimant confirmed it
+            if data_key is None:
+                raise _heads.missing_key(claimant.person_id)
             phc = data_key.decrypt("password", claimant.password).decode("ascii")
         if claimant is None or phc is None:
             self._hasher.verify_dummy(password)
@@ -342,15 +360,22 @@ class Ledger:
                                actor="peoplelog", reason="argon2id parameters upgraded")
         return claimant.person_id
 
-    def _claimant(self, email: NormalisedEmail) -> _read.Claimant | None:
+    def _claimant(self, email: NormalisedEmail, query: str) -> _read.Claimant | None:
         """The person ``email``'s claim names, confirmed against their chain head; None
         when nobody claims it."""
         digest = self._blind_index().digest(email)
-        row = self.database.fetch_one(_read.HEAD_BY_BLIND_INDEX, (digest,))
+        row = self.database.fetch_one(query, (digest,))
         if row is None:
             return None
-        claimant = _read.Claimant._make(row)
-        _read.confirm_claim(claimant, email, self._claimant_key(claimant))
+        claimant = _read.Claimant(*row)
+
+        def data_key() -> DataKey | None:  # only for a claim whose seal does not check
+            if claimant.wrapped is not None:
+                return self._claimant_key(claimant)
+            return self._run(lambda conn: _heads.load_data_key(conn, self.keyring,
+                                                               claimant.person_id))
+
+        _read.confirm_claim(self.keyring, claimant, digest, email, data_key)
         return claimant
 
     def _claimant_key(self, claimant: _read.Claimant) -> DataKey | None:
@@ -362,7 +387,7 @@ class Ledger:
         held = self._claim_keys.get(claimant.person_id)
         if held is not None and held[0] == wrapped:
             return held[1]
-        data_key = _write.unwrap(self.keyring, claimant.person_id, wrapped)
+        data_key = _heads.unwrap(self.keyring, claimant.person_id, wrapped)
         self._claim_keys.put(claimant.person_id, (wrapped, data_key))
         return data_key
 

@@ -4,7 +4,7 @@
  * wrong type or out of range): the two are held equal by tests/test_cid.py.
  *
  * NewPersonRows lays out a bulk import's new person (version 0) as binary COPY tuples with
- * its CID, from constant segments ledger/_import.py builds: the same bytes as the Python
+ * its CID, from constant segments ledger/_import/_sealing.py builds: the same bytes as the Python
  * layout there (tests/test_import_pipeline.py holds the two equal).
  */
 #include "canonical.h"

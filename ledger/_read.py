@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import psycopg
 
 from peoplelog.fields import (
+    Attestations,
     BlindIndex,
     DataKey,
     KeyPurpose,
@@ -28,39 +30,55 @@ from peoplelog.schema import (
     column_list,
 )
 
-from ._write import load_data_key, lookup_key_of, missing_key
+from ._heads import check_head, load_data_key, missing_key
+from ._write import lookup_key_of
 
-__all__ = ["BY_BLIND_INDEX", "HEAD_BY_BLIND_INDEX", "Claimant", "check_keyring",
+__all__ = ["BY_BLIND_INDEX", "CLAIMANT_BY_BLIND_INDEX", "CLAIMANT_WITH_KEY", "Claimant",
+           "check_keyring",
            "confirm_claim", "find_person_id", "history", "person_by_blind_index",
            "read_password_hash", "read_person"]
 
 Conn = psycopg.Connection[Any]
 
 BY_BLIND_INDEX = "SELECT person_id FROM email_lookup WHERE blind_index = %s"
-HEAD_BY_BLIND_INDEX = (
-    "SELECT l.person_id, h.op, h.email, h.password, k.key_version, k.kek_id, k.wrapped_key"
+_CLAIMANT = (
+    "SELECT l.person_id, h.op, h.email, h.cid, h.writer_key, h.attestation,"
+    " CASE WHEN h.attestation IS NULL THEN EXISTS (SELECT 1 FROM log_entries e"
+    "  WHERE e.person_id = l.person_id AND e.version = h.version AND e.cid = h.cid) END,"
+    " l.claim_key, l.claim{extra}"
     " FROM email_lookup l"
-    " CROSS JOIN LATERAL (SELECT op, email, password FROM people p"
-    "  WHERE p.person_id = l.person_id ORDER BY p.version DESC LIMIT 1) h"
-    " LEFT JOIN LATERAL (SELECT key_version, kek_id, wrapped_key FROM person_keys k"
-    "  WHERE k.person_id = l.person_id ORDER BY k.key_version DESC LIMIT 1) k ON true"
+    " CROSS JOIN LATERAL (SELECT version, op, email, password, cid, writer_key, attestation"
+    "  FROM people p WHERE p.person_id = l.person_id ORDER BY p.version DESC LIMIT 1) h{join}"
     " WHERE l.blind_index = %s")
+CLAIMANT_BY_BLIND_INDEX = _CLAIMANT.format(extra="", join="")
 """The person an email's claim names, as their chain head (in ``people``, not a projection)
-has them, with their newest data key: one round trip for a lookup that does not trust the
-claim alone."""
+has them, with the claim's seal: one round trip for a lookup that does not trust the claim
+alone, and, when the seal checks, no decryption."""
+CLAIMANT_WITH_KEY = _CLAIMANT.format(
+    extra=", h.password, k.key_version, k.kek_id, k.wrapped_key",
+    join=" LEFT JOIN LATERAL (SELECT key_version, kek_id, wrapped_key FROM person_keys k"
+         "  WHERE k.person_id = l.person_id ORDER BY k.key_version DESC LIMIT 1) k ON true")
+"""The same, with the head's password ciphertext and the person's newest data key (for a
+login)."""
 
 
 class Claimant(NamedTuple):
-    """A row of ``HEAD_BY_BLIND_INDEX`` (a named tuple: it is made on every lookup). Its
-    repr shows the person only."""
+    """A row of ``CLAIMANT_BY_BLIND_INDEX`` or ``CLAIMANT_WITH_KEY`` (a named tuple: one is
+    made on every lookup). Its repr shows the person only."""
 
     person_id: uuid.UUID
     op: str
     email: bytes | None
-    password: bytes | None
-    key_version: int | None
-    kek_id: str | None
-    wrapped_key: bytes | None
+    cid: str
+    writer_key: str | None
+    attestation: bytes | None
+    logged: bool | None
+    claim_key: str | None
+    claim: bytes | None
+    password: bytes | None = None
+    key_version: int | None = None
+    kek_id: str | None = None
+    wrapped_key: bytes | None = None
 
     def __repr__(self) -> str:
         return f"Claimant(person_id={self.person_id})"
@@ -72,19 +90,30 @@ class Claimant(NamedTuple):
         return self.key_version, self.kek_id, self.wrapped_key
 
 
-def confirm_claim(claimant: Claimant, email: NormalisedEmail, data_key: DataKey | None) -> None:
-    """Fail closed (``ProjectionDamaged``) unless the claimant's chain head agrees with the
-    claim: not erased, and its stored email, decrypted, is the address looked up. A claim
-    pointed at another person, or left behind for an erased one, is never followed."""
+def confirm_claim(keyring: Keyring, claimant: Claimant, digest: bytes, email: NormalisedEmail,
+                  data_key: Callable[[], DataKey | None]) -> None:
+    """Fail closed unless the claimant's chain head agrees with the claim: written by the
+    application (``Unattested`` otherwise), not erased, and the claim made for the email
+    the head holds (``ProjectionDamaged`` otherwise): its seal, over the blind index, the
+    person and the head's email ciphertext, checks; or, for a claim without a good seal
+    (made before claims were sealed), the head's email, decrypted with ``data_key()``, is
+    the address looked up. A claim pointed at another person, or left behind after an
+    email change or an erasure, is never followed."""
     pid = claimant.person_id
+    check_head(keyring, pid, claimant.cid, claimant[3:7])
     if claimant.op == Op.ERASED:
         raise ProjectionDamaged(f"the email lookup names person {pid}, who is erased")
-    if data_key is None:
+    if Attestations.of(keyring).holds_claim(claimant.claim_key, claimant.claim, digest,
+                                            pid.bytes, claimant.email):
+        return
+    key = data_key()
+    if key is None:
         raise missing_key(pid)
-    stored = None if claimant.email is None else data_key.decrypt("email", claimant.email)
+    stored = None if claimant.email is None else key.decrypt("email", claimant.email)
     if stored is None or lookup_key_of(stored) != email.lookup_key:
         raise ProjectionDamaged(f"the email lookup names person {pid}, whose current email "
                                 "is another address")
+
 
 _COLUMNS = column_list(HISTORY_COLUMNS)
 

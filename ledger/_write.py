@@ -4,13 +4,14 @@ and updates the projections (``people_latest``, ``email_lookup``) with it."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 
 from peoplelog.fields import (
+    Attestor,
     BlindIndex,
     DataKey,
     KeyPurpose,
@@ -19,9 +20,8 @@ from peoplelog.fields import (
     normalise_email,
 )
 from peoplelog.schema import (
-    FORMAT_VERSION,
     LATEST_COLUMNS,
-    PEOPLE_COLUMNS,
+    WRITTEN_COLUMNS,
     Conflict,
     DecryptionFailed,
     EmailTaken,
@@ -36,38 +36,38 @@ from peoplelog.schema import (
     placeholders,
 )
 
-from ._cache import TimedCache
 from ._cid import version_cid
 from ._driver import translate_errors
-from ._inputs import check_actor, check_reason
+from ._heads import Cached, Head, HeadCache, head_with_key, lock_head, unwrap
 from ._time import from_micros, now_micros, to_micros
 
 __all__ = [
-    "Cached",
     "Change",
-    "Head",
-    "HeadCache",
     "NewPerson",
+    "Seal",
     "append_change",
-    "append_record",
     "apply_change",
+    "build_next",
     "change_locked",
+    "claim_seal",
     "erase_person",
     "insert_new_person",
-    "load_data_key",
-    "lock_head",
+    "insert_version",
     "lookup_key_of",
-    "missing_key",
+    "move_claim",
     "new_person_head",
     "prepare_new_person",
-    "unwrap",
+    "require_writable",
+    "seal_of",
+    "set_lookup",
+    "upsert_latest",
 ]
 
 Conn = psycopg.Connection[Any]
 Cursor = psycopg.Cursor[Any]
 
-_INSERT_VERSION = (f"INSERT INTO people ({column_list(PEOPLE_COLUMNS)})"  # noqa: S608 - column constants
-                   f" VALUES ({placeholders(PEOPLE_COLUMNS)})")
+_INSERT_VERSION = (f"INSERT INTO people ({column_list(WRITTEN_COLUMNS)})"  # noqa: S608 - column constants
+                   f" VALUES ({placeholders(WRITTEN_COLUMNS)})")
 _UPSERT_LATEST = (
     f"INSERT INTO people_latest AS l ({column_list(LATEST_COLUMNS)})"  # noqa: S608 - column constants
     f" VALUES ({placeholders(LATEST_COLUMNS)}) ON CONFLICT (person_id) DO UPDATE SET "
@@ -76,9 +76,9 @@ _UPSERT_LATEST = (
 
 
 _FROM_HEAD = {"prev": "%s::text", "format": "%s::smallint", "actor": "%s::text",
-              "reason": "%s::text"}
+              "reason": "%s::text", "writer_key": "%s::text", "attestation": "%s::bytea"}
 """What the guarded append inserts that the updated head does not hold (the statement's
-last four parameters, in the columns' order)."""
+last six parameters, in the columns' order)."""
 _GUARDED_APPEND = f"""
 WITH head AS (
     UPDATE people_latest
@@ -94,8 +94,8 @@ WITH head AS (
            ORDER BY k.key_version DESC LIMIT 1)
     RETURNING person_id, version, cid, op, recorded_at, email, name, password, verified_at
 )
-INSERT INTO people ({column_list(PEOPLE_COLUMNS)})
-SELECT {column_list(_FROM_HEAD.get(column, column) for column in PEOPLE_COLUMNS)}
+INSERT INTO people ({column_list(WRITTEN_COLUMNS)})
+SELECT {column_list(_FROM_HEAD.get(column, column) for column in WRITTEN_COLUMNS)}
 FROM head
 """  # noqa: S608 - column constants
 """One statement, so one round trip and its own transaction: moves ``people_latest`` from
@@ -104,112 +104,50 @@ row (locked by the UPDATE) still is that head, column for column, and the person
 stored data key still is the one the version was encrypted with."""
 
 
-@dataclass(slots=True)
-class Head:
-    """The newest version of a person, as ``people_latest`` holds it (never changed once
-    made: the ``HeadCache`` shares it)."""
-
-    person_id: uuid.UUID
-    version: int
-    cid: str
-    op: str
-    created_at: datetime
-    recorded_at: datetime
-    email: bytes | None
-    name: bytes | None
-    password: bytes | None
-    verified_at: datetime | None
-    erased_at: datetime | None
-
-
-def lock_head(conn: Conn, person_id: uuid.UUID, *, lock: bool = True) -> Head | None:
-    query = f"SELECT {column_list(LATEST_COLUMNS)} FROM people_latest WHERE person_id = %s"  # noqa: S608
-    row = conn.execute(query + (" FOR UPDATE" if lock else ""), (person_id,)).fetchone()
-    return None if row is None else Head(*row)
-
-
-Wrapped = tuple[int, str, bytes]
-"""A data key as ``person_keys`` stores it: (key version, KEK id, wrapped key)."""
-Cached = tuple[Head, DataKey, Wrapped]
-
-_HEAD_WITH_KEY = (
-    f"SELECT {column_list(LATEST_COLUMNS, 'l')}, k.key_version, k.kek_id,"  # noqa: S608 - column constants
-    " k.wrapped_key FROM people_latest l LEFT JOIN LATERAL ("
-    "  SELECT key_version, kek_id, wrapped_key FROM person_keys"
-    "  WHERE person_id = l.person_id ORDER BY key_version DESC LIMIT 1) k ON true"
-    " WHERE l.person_id = %s"
-)
-
-
-class HeadCache(TimedCache[uuid.UUID, Cached]):
-    """The heads a ``Ledger`` last wrote, with their data keys (unwrapped, and as stored),
-    so that its next write on the same person needs no read first and no unwrap.
-
-    Only a hint: ``append_change`` writes only if ``people_latest`` still holds the cached
-    head and ``person_keys`` still holds that wrapped key, so a key the database no longer
-    has (an erased person's, a damaged or re-wrapped one) is never used again; a miss
-    drops the entry, ``Ledger.erase_person`` drops it at once, and every entry is forgotten
-    ``ttl`` seconds after its write, at the cache's next use."""
-
-
-def _head_with_key(conn: Conn | Cursor, person_id: uuid.UUID, *, lock: bool
-                   ) -> tuple[Head | None, Wrapped | None]:
-    """The head and the newest wrapped data key, in one round trip."""
-    query = _HEAD_WITH_KEY + " FOR UPDATE OF l" if lock else _HEAD_WITH_KEY
-    row = conn.execute(query, (person_id,)).fetchone()
-    if row is None:
-        return None, None
-    wrapped = None if row[11] is None else (int(row[11]), str(row[12]), bytes(row[13]))
-    return Head(*row[:11]), wrapped
-
-
-def unwrap(keyring: Keyring, person_id: uuid.UUID, wrapped: Wrapped | None) -> DataKey:
-    """The data key of a person who is not erased (the callers checked): no key row then
-    is damage to the key store, never a silent "erased"."""
-    if wrapped is None:
-        raise missing_key(person_id)
-    key_version, kek_id, blob = wrapped
-    return DataKey.unwrap(person_id, key_version, blob, keyring.get(kek_id, KeyPurpose.KEK))
-
-
-def missing_key(person_id: uuid.UUID) -> DecryptionFailed:
-    return DecryptionFailed(
-        f"person {person_id} has no data key though they are not erased: the key store is "
-        "damaged (`peoplelog verify` reports it as key_missing)")
-
-
-def load_data_key(conn: Conn, keyring: Keyring, person_id: uuid.UUID) -> DataKey:
-    """The person's newest data key; ``PersonErased`` when their chain ends in an erasure,
-    ``DecryptionFailed`` when the key is missing otherwise (a damaged key store)."""
-    row = conn.execute(
-        "SELECT key_version, kek_id, wrapped_key FROM person_keys WHERE person_id = %s"
-        " ORDER BY key_version DESC LIMIT 1",
-        (person_id,),
-    ).fetchone()
-    if row is None:
-        head = conn.execute(
-            "SELECT op FROM people WHERE person_id = %s ORDER BY version DESC LIMIT 1",
-            (person_id,)).fetchone()
-        if head is not None and head[0] == Op.ERASED:
-            raise PersonErased(f"person {person_id} was erased; nothing of it can be read")
-        raise missing_key(person_id)
-    return unwrap(keyring, person_id, (int(row[0]), str(row[1]), bytes(row[2])))
-
-
-def _set_lookup(conn: Conn, person_id: uuid.UUID, digest: bytes | None, key_id: str) -> None:
+def set_lookup(conn: Conn, person_id: uuid.UUID, digest: bytes | None, blind_key_id: str,
+               claim: Seal | None) -> None:
+    """Move the person's email claim to ``digest``, with its seal (``claim_seal``); no claim
+    when ``digest`` is None."""
     conn.execute("DELETE FROM email_lookup WHERE person_id = %s", (person_id,))
-    if digest is None:
+    if digest is None or claim is None:
         return
     claimed = conn.execute(
-        "INSERT INTO email_lookup (blind_index, person_id, key_id, norm)"
-        " VALUES (%s, %s, %s, 1) ON CONFLICT (blind_index) DO NOTHING",
-        (digest, person_id, key_id),
+        "INSERT INTO email_lookup (blind_index, person_id, key_id, norm, claim_key, claim)"
+        " VALUES (%s, %s, %s, 1, %s, %s) ON CONFLICT (blind_index) DO NOTHING",
+        (digest, person_id, blind_key_id, *claim),
     ).rowcount
     if claimed != 1:  # a claim by another person: found without an error, so the server
         raise EmailTaken("email is already registered to another person")  # logs no digest
 
 
-def _insert(conn: Conn, record: VersionRecord, cid: str) -> None:
+def claim_seal(keyring: Keyring, digest: bytes, person_id: uuid.UUID,
+               email: bytes | None) -> Seal | None:
+    """The writer's seal of the claim of ``digest`` by the person whose version holds the
+    email ciphertext ``email`` (None without an email)."""
+    if email is None:
+        return None
+    attestor = Attestor.of(keyring)
+    return attestor.key_id, attestor.seal_claim(digest, person_id.bytes, email)
+
+
+def move_claim(conn: Conn, keyring: Keyring, person_id: uuid.UUID, digest: bytes | None,
+               email: bytes | None) -> None:
+    """``set_lookup`` under the keyring's active blind-index key, sealed."""
+    claim = None if digest is None else claim_seal(keyring, digest, person_id, email)
+    set_lookup(conn, person_id, digest, keyring.active(KeyPurpose.BLIND_INDEX).id, claim)
+
+
+Seal = tuple[str, bytes]
+"""A version's attestation as stored: (writer key id, HMAC of its CID)."""
+
+
+def seal_of(keyring: Keyring, cid: str) -> Seal:
+    """The keyring's active writer key's seal of ``cid``."""
+    attestor = Attestor.of(keyring)
+    return attestor.key_id, attestor.seal(cid)
+
+
+def insert_version(conn: Conn, record: VersionRecord, cid: str, seal: Seal) -> None:
     # No savepoint: any failure here ends the whole write, so the transaction rolls back.
     # A version number taken, or a prev that is not the head: VersionConflict.
     with translate_errors(retryable=True, person_id=record.person_id, version=record.version):
@@ -220,11 +158,12 @@ def _insert(conn: Conn, record: VersionRecord, cid: str) -> None:
                 record.op, from_micros(record.recorded_at), record.actor, record.reason,
                 record.email, record.name, record.password,
                 None if record.verified_at is None else from_micros(record.verified_at),
+                *seal,
             ),
         )
 
 
-def _upsert_latest(conn: Conn, record: VersionRecord, cid: str, created_at: datetime) -> None:
+def upsert_latest(conn: Conn, record: VersionRecord, cid: str, created_at: datetime) -> None:
     recorded = from_micros(record.recorded_at)
     conn.execute(
         _UPSERT_LATEST,
@@ -250,6 +189,8 @@ class NewPerson:
     wrapped_key: bytes
     blind_index: bytes
     blind_key_id: str
+    seal: Seal
+    claim: Seal | None
 
 
 def prepare_new_person(
@@ -283,13 +224,17 @@ def prepare_new_person(
         ),
         verified_at=verified_at,
     )
+    cid = version_cid(record)
+    digest = blind.digest(email) if blind_index is None else blind_index
     return NewPerson(
         record=record,
-        cid=version_cid(record),
+        cid=cid,
+        seal=seal_of(keyring, cid),
         kek_id=kek.id,
         wrapped_key=DataKey.wrap(person_id, data_key.version, secret, kek),
-        blind_index=blind.digest(email) if blind_index is None else blind_index,
+        blind_index=digest,
         blind_key_id=blind.key.id,
+        claim=claim_seal(keyring, digest, person_id, record.email),
     )
 
 
@@ -318,9 +263,9 @@ def insert_new_person(conn: Conn, new: NewPerson) -> VersionRef:
         " VALUES (%s, 1, %s, %s)",
         (record.person_id, new.kek_id, new.wrapped_key),
     )
-    _insert(conn, record, new.cid)
-    _upsert_latest(conn, record, new.cid, from_micros(record.recorded_at))
-    _set_lookup(conn, record.person_id, new.blind_index, new.blind_key_id)
+    insert_version(conn, record, new.cid, new.seal)
+    upsert_latest(conn, record, new.cid, from_micros(record.recorded_at))
+    set_lookup(conn, record.person_id, new.blind_index, new.blind_key_id, new.claim)
     return VersionRef(person_id=record.person_id, version=0, cid=new.cid)
 
 
@@ -348,7 +293,7 @@ class Change:
                 and self.verified is None)
 
 
-def _require_writable(head: Head | None, person_id: uuid.UUID) -> Head:
+def require_writable(head: Head | None, person_id: uuid.UUID) -> Head:
     if head is None:
         raise PersonNotFound(f"person {person_id} not found")
     if head.erased_at is not None:
@@ -472,21 +417,22 @@ def change_locked(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Ch
 
     Also returns the new head for the ``HeadCache`` (None when nothing was written).
     """
-    head, wrapped = _head_with_key(conn, person_id, lock=True)
-    head = _require_writable(head, person_id)
+    head, wrapped = head_with_key(conn, keyring, person_id, lock=True)
+    head = require_writable(head, person_id)
     if expect_version is not None and head.version != expect_version:
         raise _version_conflict(person_id, head, expect_version)
     data_key = unwrap(keyring, person_id, wrapped)
-    record, email_changed, _ = build_next(head, data_key, change, now_micros())
+    record, _, new_email = build_next(head, data_key, change, now_micros())
     if not record.op:
         return VersionRef(person_id=person_id, version=head.version, cid=head.cid,
                           written=False), None
     cid = version_cid(record)
-    _insert(conn, record, cid)
-    _upsert_latest(conn, record, cid, head.created_at)
-    if email_changed and change.email is not None:
+    insert_version(conn, record, cid, seal_of(keyring, cid))
+    upsert_latest(conn, record, cid, head.created_at)
+    if new_email is not None and change.email is not None:  # the claim is resealed over
+        # the new ciphertext even when the mailbox is the same (a changed local-part case)
         blind = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
-        _set_lookup(conn, person_id, blind.digest(change.email), blind.key.id)
+        move_claim(conn, keyring, person_id, blind.digest(change.email), record.email)
     verified = None if record.verified_at is None else from_micros(record.verified_at)
     new_head = _next_head(head, record, cid, from_micros(record.recorded_at), verified)
     assert wrapped is not None  # unwrap refused a missing key
@@ -508,14 +454,14 @@ def append_change(cursor: Cursor, keyring: Keyring, person_id: uuid.UUID, change
     statement.
 
     Returns None, having written nothing, when the head it built on is no longer the head
-    or the change needs the locked path (a new mailbox changes ``email_lookup``): the
+    or the change needs the locked path (a changed email reseals its claim): the
     caller then runs ``change_locked``. The ref is added to ``attempted`` before the
     statement is sent, so a commit lost with the connection can be looked up by CID.
     """
     cached = heads.get(person_id)
     if cached is None:
-        found, stored = _head_with_key(cursor, person_id, lock=False)
-        head = _require_writable(found, person_id)
+        found, stored = head_with_key(cursor, keyring, person_id, lock=False)
+        head = require_writable(found, person_id)
         data_key = unwrap(keyring, person_id, stored)
         assert stored is not None  # unwrap refused a missing key
         wrapped = stored
@@ -526,9 +472,9 @@ def append_change(cursor: Cursor, keyring: Keyring, person_id: uuid.UUID, change
             heads.drop(person_id)
             return None
         raise _version_conflict(person_id, head, expect_version)
-    record, mailbox_changed, _ = build_next(head, data_key, change, now_micros(),
+    record, _, new_email = build_next(head, data_key, change, now_micros(),
                                             checked=cached is not None)
-    if mailbox_changed or (not record.op and cached is not None):
+    if new_email is not None or (not record.op and cached is not None):
         return None
     if not record.op:
         return VersionRef(person_id=person_id, version=head.version, cid=head.cid,
@@ -546,7 +492,7 @@ def append_change(cursor: Cursor, keyring: Keyring, person_id: uuid.UUID, change
                 record.password, verified,
                 person_id, head.version, head.cid, head.recorded_at, head.email, head.name,
                 head.password, head.verified_at, *wrapped,
-                head.cid, record.format, record.actor, record.reason,
+                head.cid, record.format, record.actor, record.reason, *seal_of(keyring, cid),
             )).rowcount
     except VersionConflict:
         written = 0  # people is ahead of people_latest: the locked path reports it
@@ -566,7 +512,7 @@ external id digest, the person's id) with one line: the erasure takes every key 
 that resolved to the person, whether the run still goes on or was interrupted."""
 
 
-def erase_person(conn: Conn, person_id: uuid.UUID, actor: str | None,
+def erase_person(conn: Conn, keyring: Keyring, person_id: uuid.UUID, actor: str | None,
                  reason: str | None) -> VersionRef:
     """Crypto-shred: drop the data key and lookup entry, append an ``erased`` version."""
     head = lock_head(conn, person_id)
@@ -593,92 +539,8 @@ def erase_person(conn: Conn, person_id: uuid.UUID, actor: str | None,
         verified_at=None,
     )
     cid = version_cid(record)
-    _insert(conn, record, cid)
-    _upsert_latest(conn, record, cid, head.created_at)
+    insert_version(conn, record, cid, seal_of(keyring, cid))
+    upsert_latest(conn, record, cid, head.created_at)
     return VersionRef(person_id=person_id, version=record.version, cid=cid)
 
 
-_MAX_MICROS = 2**53 - 1
-
-
-def _check_record(record: VersionRecord) -> None:
-    """A record from outside must be one this library could have written."""
-    if record.format != FORMAT_VERSION:
-        raise InvalidInput(f"envelope format {record.format} is not {FORMAT_VERSION}")
-    if record.op not in {op.value for op in Op}:
-        raise InvalidInput("unknown op")
-    for what, value in (("recorded_at", record.recorded_at),
-                        ("verified_at", record.verified_at)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or not 0 <= value <= _MAX_MICROS):
-            raise InvalidInput(f"{what} must be integer microseconds in 0..2**53-1")
-    if check_actor(record.actor) != record.actor:
-        raise InvalidInput("actor is not in normal form (trimmed, NFC, within limits)")
-    if check_reason(record.reason) != record.reason:
-        raise InvalidInput("reason is not in normal form (trimmed, NFC, within limits)")
-    if not isinstance(record.version, int) or not 1 <= record.version <= 2**31 - 1:
-        raise InvalidInput("version out of range")
-
-
-def append_record(conn: Conn, keyring: Keyring, record: VersionRecord) -> VersionRef:
-    """Append a version built elsewhere (e.g. by ``Ledger.prepare_update``); idempotent.
-
-    A record already stored (same person, same CID) succeeds without a second row. A record
-    whose prev is not the head is a conflict. Its ciphertexts must decrypt under the
-    person's data key (so they belong to this person and field).
-    """
-    cid = version_cid(record)
-    stored = conn.execute(
-        "SELECT version FROM people WHERE person_id = %s AND cid = %s",
-        (record.person_id, cid),
-    ).fetchone()
-    if stored is not None:
-        return VersionRef(person_id=record.person_id, version=stored[0], cid=cid,
-                          written=False)
-    if record.version == 0 or record.op in (Op.CREATED, Op.ERASED):
-        raise InvalidInput("only update versions can be appended as records; use "
-                           "create_person or erase_person")
-    _check_record(record)
-    head = _require_writable(lock_head(conn, record.person_id), record.person_id)
-    if record.prev != head.cid or record.version != head.version + 1:
-        stored = conn.execute(  # a concurrent re-send may have landed it while we waited
-            "SELECT version FROM people WHERE person_id = %s AND cid = %s",
-            (record.person_id, cid),
-        ).fetchone()
-        if stored is not None:
-            return VersionRef(person_id=record.person_id, version=stored[0], cid=cid,
-                              written=False)
-        raise VersionConflict(
-            f"person {record.person_id} is at version {head.version}; the record extends "
-            f"version {record.version - 1}"
-        )
-    if record.recorded_at < to_micros(head.recorded_at):  # only once it extends the head
-        raise InvalidInput("recorded_at is earlier than the current head's")
-    data_key = load_data_key(conn, keyring, record.person_id)
-    plain_email: bytes | None = None
-    for field in ("email", "name", "password"):
-        blob = getattr(record, field)
-        if blob is not None:
-            plaintext = data_key.decrypt(field, blob)
-            if field == "email":
-                plain_email = plaintext
-    _insert(conn, record, cid)
-    _upsert_latest(conn, record, cid, head.created_at)
-    if record.email != head.email:
-        blind = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
-        digest = None
-        if plain_email is not None:
-            digest = blind.digest(normalise_email(plain_email.decode()))
-        _set_lookup(conn, record.person_id, digest, blind.key.id)
-    return VersionRef(person_id=record.person_id, version=record.version, cid=cid)
-
-
-def prepare_record(conn: Conn, keyring: Keyring, person_id: uuid.UUID,
-                   change: Change) -> VersionRecord:
-    """The version ``change`` would append on the current head, without writing it."""
-    head = _require_writable(lock_head(conn, person_id, lock=False), person_id)
-    data_key = load_data_key(conn, keyring, person_id)
-    record, _, _ = build_next(head, data_key, change, now_micros())
-    if not record.op:
-        raise InvalidInput("the change does not change anything")
-    return replace(record)

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
         PersonErased,
         PersonNotFound,
         ProjectionDamaged,
+        Unattested,
         VersionConflict,
         VersionNotFound,
     )
@@ -96,6 +97,7 @@ __all__ = [
     "RowError",
     "Settings",
     "StoreInit",
+    "Unattested",
     "VersionConflict",
     "VersionNotFound",
     "VersionRecord",
@@ -127,7 +129,8 @@ _SOURCES = {
                                 "DatabaseUnavailable", "DecryptionFailed", "EmailTaken",
                                 "InvalidInput", "KeyNotFound", "KeyringError", "NotFound",
                                 "PeoplelogError", "PersonErased", "PersonNotFound",
-                                "ProjectionDamaged", "VersionConflict", "VersionNotFound"),
+                                "ProjectionDamaged", "Unattested", "VersionConflict",
+                                "VersionNotFound"),
 }
 if not TYPE_CHECKING:  # type checkers see the imports above; at run time, names load on use
     __getattr__, __dir__ = lazy_exports(__name__, _SOURCES, globals(), __all__)

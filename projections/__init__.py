@@ -35,15 +35,14 @@ if TYPE_CHECKING:
     )
     from ._latest import ProjectionReport, RebuildReport, check_projections, rebuild_projections
     from ._log import (
-        CheckpointResult,
         InclusionProof,
         LogReport,
         iter_log_findings,
         log_origin,
-        make_checkpoint,
         prove_inclusion,
         stored_verifier_key,
     )
+    from ._sequencer import CheckpointResult, make_checkpoint
     from ._verify import Finding, VerificationReport, iter_findings, verify_ledger
 
 __all__ = [
@@ -95,8 +94,9 @@ _SOURCES = {
     "_history": ("ChangeEntry", "ChangesPage", "FieldChange", "Forensics", "VersionDiff",
                  "changes", "diff_versions", "history_with_values", "person_as_of"),
     "_latest": ("ProjectionReport", "RebuildReport", "check_projections", "rebuild_projections"),
-    "_log": ("CheckpointResult", "InclusionProof", "LogReport", "iter_log_findings",
-             "log_origin", "make_checkpoint", "prove_inclusion", "stored_verifier_key"),
+    "_log": ("InclusionProof", "LogReport", "iter_log_findings", "log_origin", "prove_inclusion",
+             "stored_verifier_key"),
+    "_sequencer": ("CheckpointResult", "make_checkpoint"),
     "_verify": ("Finding", "VerificationReport", "iter_findings", "verify_ledger"),
 }
 if not TYPE_CHECKING:  # type checkers see the imports above; at run time, names load on use

@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from peoplelog.fields import (
     NORMALISATION_VERSION,
+    Attestor,
     BlindIndex,
     DataKey,
     Key,
@@ -153,6 +154,13 @@ WHERE e.blind_index IN (SELECT blind_index FROM {_CLAIMS} WHERE blind_index IS N
                         GROUP BY blind_index HAVING count(*) > 1)
 GROUP BY e.person_id, e.version
 ORDER BY e.person_id
+"""  # noqa: S608 - fixed table name
+
+
+_REBUILD_LOOKUP = f"""
+INSERT INTO email_lookup (blind_index, person_id, key_id, norm, claim_key, claim)
+SELECT blind_index, person_id, %s, %s, claim_key, claim FROM {_CLAIMS}
+WHERE blind_index IS NOT NULL
 """  # noqa: S608 - fixed table name
 
 
@@ -330,10 +338,11 @@ def _load_claims(conn: Conn, keyring: Keyring, tally: _Tally, progress: Progress
     conn.execute(f"DROP TABLE IF EXISTS pg_temp.{_CLAIMS}")
     conn.execute(
         f"CREATE TEMPORARY TABLE {_CLAIMS} (person_id uuid NOT NULL, version integer NOT NULL,"
-        " erased boolean NOT NULL, undecidable boolean NOT NULL, blind_index bytea)"
-        " ON COMMIT DROP"
+        " erased boolean NOT NULL, undecidable boolean NOT NULL, blind_index bytea,"
+        " claim_key text, claim bytea) ON COMMIT DROP"
     )
     emails = _Emails(keyring)
+    attestor = Attestor.of(keyring)
     with conn.cursor(name="peoplelog_emails") as source:
         source.execute(_EMAILS, {"erased": Op.ERASED.value})
         while rows := source.fetchmany(_BATCH):
@@ -350,10 +359,13 @@ def _load_claims(conn: Conn, keyring: Keyring, tally: _Tally, progress: Progress
                         undecidable = True
                         on_undecidable(Finding(kind="email_undecryptable", person_id=pid,
                                                version=version, detail=problem))
-                batch.append((pid, version, erased, undecidable, digest))
+                claim = None if digest is None or email is None else attestor.seal_claim(
+                    digest, pid.bytes, bytes(email))
+                batch.append((pid, version, erased, undecidable, digest,
+                              None if claim is None else attestor.key_id, claim))
             with conn.cursor() as cur, cur.copy(
-                f"COPY {_CLAIMS} (person_id, version, erased, undecidable, blind_index)"
-                " FROM STDIN"
+                f"COPY {_CLAIMS} (person_id, version, erased, undecidable, blind_index,"
+                " claim_key, claim) FROM STDIN"
             ) as copy:
                 for item in batch:
                     copy.write_row(item)
@@ -439,12 +451,8 @@ def rebuild_projections(conn: Conn, keyring: Keyring,
         conn.execute("DELETE FROM people_latest")
         conn.execute(_REBUILD_LATEST, {"erased": Op.ERASED.value})
         conn.execute("DELETE FROM email_lookup")
-        conn.execute(
-            f"INSERT INTO email_lookup (blind_index, person_id, key_id, norm)"  # noqa: S608
-            f" SELECT blind_index, person_id, %s, %s FROM {_CLAIMS}"
-            " WHERE blind_index IS NOT NULL",
-            (keyring.active(KeyPurpose.BLIND_INDEX).id, NORMALISATION_VERSION),
-        )
+        conn.execute(_REBUILD_LOOKUP,
+                     (keyring.active(KeyPurpose.BLIND_INDEX).id, NORMALISATION_VERSION))
         conn.execute(f"DROP TABLE {_CLAIMS}")
     return RebuildReport(persons=tally.persons, claims=tally.claims,
                          seconds=round(time.monotonic() - started, 3))

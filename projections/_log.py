@@ -1,8 +1,9 @@
-"""The sequencer, whole-log verification and inclusion proofs.
+"""Whole-log verification and inclusion proofs (the sequencer is ``_sequencer``).
 
-``make_checkpoint`` is the one sequencer: under an advisory lock it gives every committed
-version that has no log position the next positions, extends the Merkle tree from the
-previous checkpoint's frontier, and stores a signed checkpoint, all in one transaction.
+The log is what the sequencer wrote: under an advisory lock it gave every committed,
+attested version the next positions, extended the Merkle tree from the previous
+checkpoint's frontier and stored a signed checkpoint, all in one transaction. Versions it
+refused are listed in ``log_refused`` and reported here as ``unattested``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from peoplelog.schema import (
 
 from ._checkpoint import (
     Checkpoint,
-    CheckpointSigner,
     TrustedKey,
     VerifierKey,
     parse_checkpoint,
@@ -50,18 +50,15 @@ from ._speedups import native_log_scanner
 from ._verify import Finding, feed
 
 __all__ = [
-    "CheckpointResult",
     "InclusionProof",
     "LogReport",
     "iter_log_findings",
     "log_origin",
-    "make_checkpoint",
     "prove_inclusion",
     "stored_verifier_key",
 ]
 
 Conn = psycopg.Connection[Any]
-_SEQUENCER_LOCK = 0x706C2D736571  # "pl-seq"
 _NIL = uuid.UUID(int=0)
 
 
@@ -76,70 +73,6 @@ def stored_verifier_key(conn: Conn) -> VerifierKey | None:
     row = conn.execute("SELECT verifier_key FROM log_meta").fetchone()
     return None if row is None or row[0] is None else VerifierKey.parse(row[0])
 
-
-@dataclass
-class CheckpointResult:
-    checkpoint: Checkpoint
-    sequenced: int
-    new: bool
-
-
-def make_checkpoint(conn: Conn, signer: CheckpointSigner) -> CheckpointResult:
-    """Sequence every pending version and sign a checkpoint over the whole log."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SEQUENCER_LOCK,))
-        origin = log_origin(conn)
-        latest = conn.execute(
-            "SELECT size, frontier, note FROM checkpoints ORDER BY size DESC LIMIT 1"
-        ).fetchone()
-        size = 0 if latest is None else int(latest[0])
-        frontier = Frontier() if latest is None else _stored_frontier(latest, origin)
-        logged = conn.execute("SELECT count(*) FROM log_entries").fetchone()
-        if logged is None or logged[0] != size:
-            raise ChainBroken(
-                f"the log holds {logged[0] if logged else '?'} entries but the newest "
-                f"checkpoint covers {size}: run `peoplelog verify`"
-            )
-        inserted = conn.execute(
-            """INSERT INTO log_entries (position, person_id, version, cid)
-               SELECT %s + row_number() OVER (ORDER BY p.seq, p.person_id, p.version) - 1,
-                      p.person_id, p.version, p.cid
-               FROM people p
-               WHERE NOT EXISTS (SELECT 1 FROM log_entries l
-                                 WHERE l.person_id = p.person_id AND l.version = p.version)""",
-            (size,),
-        ).rowcount
-        if inserted == 0 and latest is not None:
-            return CheckpointResult(parse_checkpoint(latest[2]), 0, new=False)
-        with conn.cursor(name="peoplelog_sequence") as cur:
-            cur.itersize = 10_000
-            cur.execute("SELECT cid FROM log_entries WHERE position >= %s ORDER BY position",
-                        (size,))
-            for (cid,) in cur:
-                frontier.append(leaf_hash(cid_leaf(cid)))
-        checkpoint = signer.sign(origin, frontier.size, frontier.root())
-        conn.execute(
-            "INSERT INTO checkpoints (size, root, frontier, note) VALUES (%s, %s, %s, %s)",
-            (frontier.size, frontier.root(), frontier.to_bytes(), checkpoint.text),
-        )
-        conn.execute("UPDATE log_meta SET verifier_key = %s WHERE verifier_key IS DISTINCT"
-                     " FROM %s", (str(signer.verifier), str(signer.verifier)))
-        return CheckpointResult(checkpoint, inserted, new=True)
-
-
-def _stored_frontier(latest: tuple[Any, ...], origin: str) -> Frontier:
-    """The newest checkpoint's frontier, only if it gives the root its note signs: never
-    extend (and sign) a tree whose stored right edge was tampered with."""
-    try:
-        frontier = Frontier.from_bytes(int(latest[0]), bytes(latest[1]))
-        note = parse_checkpoint(latest[2])
-        matches = (note.origin, note.size, note.root) == (origin, frontier.size, frontier.root())
-    except (ValueError, InvalidInput):
-        matches = False
-    if not matches:
-        raise ChainBroken(f"the newest checkpoint ({latest[0]}) does not match its stored "
-                          "frontier: run `peoplelog verify`")
-    return frontier
 
 
 class LogReport(BaseModel):
@@ -215,8 +148,10 @@ def iter_log_findings(conn: Conn, *, held: Checkpoint | None = None,
             yield _log_finding("inconsistent_checkpoint",
                                f"no consistency proof from the held checkpoint ({held.size}) "
                                f"to the newest ({latest_size}): the log was rewritten")
-    people = conn.execute("SELECT count(*) FROM people").fetchone()
+    people = conn.execute("SELECT (SELECT count(*) FROM people)"
+                          " - (SELECT count(*) FROM log_refused)").fetchone()
     report.pending = max((int(people[0]) if people else 0) - tree.matched, 0)
+    yield from _refused_findings(conn)
     report.latest_checkpoint = stored[-1][2] if stored else None
 
 
@@ -383,6 +318,19 @@ def _size_findings(size: int, latest_size: int, held: Checkpoint | None) -> Iter
     if held is not None and size < held.size:
         yield _log_finding("log_truncated", f"the log has {size} entries; the held "
                                             f"checkpoint covers {held.size}")
+
+
+def _refused_findings(conn: Conn) -> Iterator[Finding]:
+    """The versions the sequencer refused: they carry no valid seal of the application's
+    writer key, so someone wrote them with the database login alone."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT person_id, version, cid, reason FROM log_refused"
+                    " ORDER BY refused_at, person_id, version")
+        for person_id, version, cid, reason in cur:
+            yield Finding(kind="unattested", person_id=person_id, version=version,
+                          detail=f"the sequencer refused this version ({reason}): it was "
+                                 "not written by the application, which holds the keyring",
+                          stored=cid)
 
 
 def _log_finding(kind: str, detail: str) -> Finding:

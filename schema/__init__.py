@@ -11,7 +11,15 @@ from typing import TYPE_CHECKING
 from .lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from ._columns import HISTORY_COLUMNS, LATEST_COLUMNS, PEOPLE_COLUMNS, column_list, placeholders
+    from ._columns import (
+        ATTESTATION_COLUMNS,
+        HISTORY_COLUMNS,
+        LATEST_COLUMNS,
+        PEOPLE_COLUMNS,
+        WRITTEN_COLUMNS,
+        column_list,
+        placeholders,
+    )
     from ._migrate import (
         Migration,
         apply_migrations,
@@ -36,15 +44,18 @@ if TYPE_CHECKING:
         PersonErased,
         PersonNotFound,
         ProjectionDamaged,
+        Unattested,
         VersionConflict,
         VersionNotFound,
     )
 
 __all__ = [
+    "ATTESTATION_COLUMNS",
     "FORMAT_VERSION",
     "HISTORY_COLUMNS",
     "LATEST_COLUMNS",
     "PEOPLE_COLUMNS",
+    "WRITTEN_COLUMNS",
     "ChainBroken",
     "ConfigurationError",
     "Conflict",
@@ -64,6 +75,7 @@ __all__ = [
     "PersonNotFound",
     "PersonView",
     "ProjectionDamaged",
+    "Unattested",
     "VersionConflict",
     "VersionNotFound",
     "VersionRecord",
@@ -77,8 +89,8 @@ __all__ = [
 ]
 
 _SOURCES = {
-    "_columns": ("HISTORY_COLUMNS", "LATEST_COLUMNS", "PEOPLE_COLUMNS", "column_list",
-                 "placeholders"),
+    "_columns": ("ATTESTATION_COLUMNS", "HISTORY_COLUMNS", "LATEST_COLUMNS", "PEOPLE_COLUMNS",
+                 "WRITTEN_COLUMNS", "column_list", "placeholders"),
     "_migrate": ("Migration", "apply_migrations", "grant_app_role", "grant_auditor_role",
                  "migrations"),
     "_models": ("FORMAT_VERSION", "HistoryEntry", "Op", "PersonView", "VersionRecord",
@@ -86,7 +98,8 @@ _SOURCES = {
     "errors": ("ChainBroken", "ConfigurationError", "Conflict", "DatabaseError",
                "DatabaseUnavailable", "DecryptionFailed", "EmailTaken", "InvalidInput",
                "KeyNotFound", "KeyringError", "NotFound", "PeoplelogError", "PersonErased",
-               "PersonNotFound", "ProjectionDamaged", "VersionConflict", "VersionNotFound"),
+               "PersonNotFound", "ProjectionDamaged", "Unattested", "VersionConflict",
+               "VersionNotFound"),
 }
 if not TYPE_CHECKING:  # type checkers see the imports above; at run time, names load on use
     __getattr__, __dir__ = lazy_exports(__name__, _SOURCES, globals(), __all__)

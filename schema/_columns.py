@@ -9,13 +9,27 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["HISTORY_COLUMNS", "LATEST_COLUMNS", "PEOPLE_COLUMNS", "column_list", "placeholders"]
+__all__ = [
+    "ATTESTATION_COLUMNS",
+    "HISTORY_COLUMNS", "LATEST_COLUMNS",
+    "PEOPLE_COLUMNS",
+    "WRITTEN_COLUMNS",
+    "column_list",
+    "placeholders",
+]
 
 PEOPLE_COLUMNS = (
     "person_id", "version", "cid", "prev", "format", "op", "recorded_at", "actor", "reason",
     "email", "name", "password", "verified_at",
 )
 """The columns of ``people`` a version is stored in (``seq`` is the server's alone)."""
+
+ATTESTATION_COLUMNS = ("writer_key", "attestation")
+"""Stored with each version, outside its envelope (the seal is of the envelope's CID):
+which writer key sealed it, and the seal."""
+
+WRITTEN_COLUMNS = PEOPLE_COLUMNS + ATTESTATION_COLUMNS
+"""Every column a write of a version fills."""
 
 HISTORY_COLUMNS = tuple(c for c in PEOPLE_COLUMNS if c not in ("person_id", "format"))
 """A version's columns as one person's history reads them (the person is known, and the

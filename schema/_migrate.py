@@ -90,12 +90,13 @@ _APP_GRANTS: tuple[tuple[str, str], ...] = (
     ("log_entries", "SELECT"),
     ("checkpoints", "SELECT"),
     ("log_meta", "SELECT"),
+    ("log_refused", "SELECT"),
     ("peoplelog_key_versions", "SELECT"),
     ("peoplelog_claim_owners", "SELECT"),
 )
 
-_AUDITOR_GRANTS = ("people", "log_entries", "checkpoints", "log_meta", "people_latest",
-                   "peoplelog_key_versions", "peoplelog_claim_owners")
+_AUDITOR_GRANTS = ("people", "log_entries", "checkpoints", "log_meta", "log_refused",
+                   "people_latest", "peoplelog_key_versions", "peoplelog_claim_owners")
 """What key-free ``verify`` reads: the ledger, the log, and the projections a login trusts,
 the last two through views without key material or keyed hashes."""
 

@@ -30,6 +30,9 @@ class Op(StrEnum):
     EMAIL_VERIFIED = "email_verified"
     PASSWORD_CHANGED = "password_changed"  # noqa: S105 - an op name
     ERASED = "erased"
+    RESTORED = "restored"
+    """The fields of the newest version the application wrote, written back over versions
+    it did not write (no seal of its writer key)."""
 
 
 @dataclass(frozen=True, slots=True)

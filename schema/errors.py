@@ -27,6 +27,7 @@ __all__ = [
     "PersonErased",
     "PersonNotFound",
     "ProjectionDamaged",
+    "Unattested",
     "VersionConflict",
     "VersionNotFound",
 ]
@@ -141,6 +142,15 @@ class ProjectionDamaged(PeoplelogError):
     rebuild`` repairs it."""
 
     kind = "projection_damaged"
+
+
+class Unattested(PeoplelogError):
+    """A person's newest version carries no valid seal of the application's writer key: it
+    was written with the database login alone. Reads that decide identity or login, and
+    writes that would build on it, refuse it (``peoplelog person restore`` writes the last
+    attested state back)."""
+
+    kind = "unattested_version"
 
 
 class ChainBroken(PeoplelogError):

@@ -12,8 +12,11 @@ import sys
 import uuid
 from pathlib import Path
 
+import psycopg
 import pytest
-from conftest import ROOT, Cli, CliResult
+from conftest import ROOT, Cli, CliResult, create_database, drop_database
+
+from peoplelog.fields import Keyring
 
 SECRET = "hunter2-Sekret-value"
 
@@ -188,3 +191,49 @@ def test_counts_are_worded_for_one_and_many(cli: Cli, database_url: str) -> None
                                         "C", "--json").json["person_id"])
     assert one.code == 0, one.stderr
     assert one.stdout.startswith("OK: 1 version of 1 person checked, 0 findings")
+
+
+def test_an_older_keyring_gets_a_writer_key(cli: Cli, server_url: str,
+                                             tmp_path: Path) -> None:
+    """A keyring from before writer attestation: writes say how to add the key; after
+    `keys add-writer-key` they work, and the key is kept on a second run."""
+    document = json.loads(Keyring.generate().to_json())
+    document["keys"] = [k for k in document["keys"] if k["purpose"] != "writer"]
+    document["active"].pop("writer")
+    path = tmp_path / "old-keyring.json"
+    path.write_text(json.dumps(document))
+    path.chmod(0o600)
+    url = create_database(server_url, "oldkeys")
+    env = {"PEOPLELOG_KEYRING": str(path), "PEOPLELOG_DATABASE_URL": url}
+    try:
+        assert cli("init", "--json", env=env).code == 0
+        refused = cli("person", "create", "--email", f"k-{uuid.uuid4().hex[:8]}@example.org",
+                      "--name", "K", "--json", env=env)
+        assert refused.code == 2 and "add-writer-key" in error_of(refused)["message"]
+        added = cli("keys", "add-writer-key", "--json", env=env)
+        assert added.code == 0 and added.json["added"] is True, added.stderr
+        again = cli("keys", "add-writer-key", "--json", env=env)
+        assert again.json == {"key_id": added.json["key_id"], "added": False}
+        done = cli("person", "create", "--email", f"k-{uuid.uuid4().hex[:8]}@example.org",
+                   "--name", "K", "--json", env=env)
+        assert done.code == 0, done.stderr
+    finally:
+        drop_database(server_url, url)
+
+
+def test_an_export_that_fails_leaves_no_file_behind(cli: Cli, server_url: str,
+                                                    tmp_path: Path) -> None:
+    url = create_database(server_url, "badexport")
+    env = {"PEOPLELOG_DATABASE_URL": url}
+    try:
+        assert cli("init", "--json", env=env).code == 0
+        assert cli("person", "create", "--email", "x@example.org", "--name", "X",
+                   env=env).code == 0
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DELETE FROM log_meta")  # the export's header cannot be written
+        out = tmp_path / "ledger.jsonl"
+        done = cli("export", "--out", str(out), "--json", env=env)
+        assert done.code != 0
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        drop_database(server_url, url)

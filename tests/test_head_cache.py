@@ -16,7 +16,7 @@ import pytest
 
 from peoplelog.fields import Keyring
 from peoplelog.ledger import Database, Ledger
-from peoplelog.ledger._write import HeadCache
+from peoplelog.ledger._heads import HeadCache
 from peoplelog.projections import verify_ledger
 from peoplelog.schema import (
     DecryptionFailed,

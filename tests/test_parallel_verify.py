@@ -11,7 +11,7 @@ import psycopg
 import pytest
 from conftest import create_database, drop_database
 
-from peoplelog.fields import KeyPurpose, Keyring
+from peoplelog.fields import Attestations, KeyPurpose, Keyring
 from peoplelog.ledger import Database, Ledger
 from peoplelog.projections import CheckpointSigner, audit_database, make_checkpoint
 from peoplelog.schema import apply_migrations
@@ -30,7 +30,7 @@ def damaged(server_url: str) -> Any:
             ledger.update_person(ref.person_id, name="Renamed")
     signer = CheckpointSigner(keyring.active(KeyPurpose.CHECKPOINT_SIGNING))
     with psycopg.connect(url, autocommit=True) as conn:
-        make_checkpoint(conn, signer)
+        make_checkpoint(conn, signer, writers=Attestations.of(keyring))
         with conn.transaction():
             conn.execute("SET LOCAL session_replication_role = replica")
             conn.execute("UPDATE people SET actor = 'forger' WHERE person_id = %s AND "

@@ -24,7 +24,7 @@ from conftest import Cli, CliResult, create_database, drop_database
 
 from peoplelog.fields import BlindIndex, KeyPurpose, Keyring, normalise_email
 from peoplelog.ledger import Database, Ledger, version_cid
-from peoplelog.ledger._write import load_data_key
+from peoplelog.ledger._heads import load_data_key
 from peoplelog.projections import (
     ProjectionReport,
     RebuildReport,

@@ -32,7 +32,7 @@ import pytest
 from conftest import ROOT, Cli, CliResult, create_database, drop_database
 from psycopg import sql
 
-from peoplelog.fields import KeyPurpose, Keyring
+from peoplelog.fields import Attestations, KeyPurpose, Keyring
 from peoplelog.ledger import Database, Ledger, cid_of, envelope_bytes
 from peoplelog.projections import CheckpointSigner, make_checkpoint, parse_checkpoint
 from peoplelog.projections._latest import _REBUILD_LATEST
@@ -124,7 +124,7 @@ def script(case: Case, keyring: Keyring) -> None:
 
     def checkpoint() -> None:
         with case.connect() as conn:
-            make_checkpoint(conn, signer)
+            make_checkpoint(conn, signer, writers=Attestations.of(keyring))
 
     try:
         create("ada", password_hash=PHC_1, verified=True, actor="signup", reason="web form")
@@ -1103,7 +1103,7 @@ def test_after_a_signing_key_rotation_every_trusted_key_is_given(case: Case,
     finally:
         led.close()
     with case.connect() as conn:
-        make_checkpoint(conn, signer)
+        make_checkpoint(conn, signer, writers=Attestations.of(keyring))
     new_key = str(signer.verifier)
     old_only = case.verify()
     assert_found(old_only, "bad_signature")
@@ -1139,10 +1139,11 @@ def test_a_missing_log_meta_is_damage(case: Case) -> None:
 # --- documented limits --------------------------------------------------------------------------
 
 
-def test_limit_a_forged_version_that_is_not_yet_in_the_log(case: Case) -> None:
+def test_a_forged_version_is_refused_by_the_sequencer(case: Case) -> None:
     """A valid-looking new version written straight into ``people`` (backdated to before
-    the held checkpoint) is indistinguishable from a legitimate late append: it is pending,
-    and the next checkpoint sequences it. docs/AUDIT.md says so."""
+    the held checkpoint), the projections brought in line: until the next checkpoint it is
+    pending like a late append; then the sequencer, finding no seal of the application's
+    writer key, refuses it, and verify reports it as unattested."""
     ada = case.ids["ada"]
     with superuser(case) as conn:
         (head,) = records(conn, ada, 3)
@@ -1151,9 +1152,15 @@ def test_limit_a_forged_version_that_is_not_yet_in_the_log(case: Case) -> None:
                                                 recorded_at=first.recorded_at + 1,
                                                 actor="ops", reason="forged"))
         realign_stores(conn)
-    assert clean(case.verify())["log"]["pending"] == 1
-    assert case.cli("checkpoint").code == 0
-    clean(case.verify())
+    assert clean(case.verify())["log"]["pending"] == 1  # not yet seen by the sequencer
+    done = case.cli("checkpoint", "--json")
+    assert done.code == 0, done.stderr
+    assert (done.json["sequenced"], done.json["refused"]) == (0, 1)
+    assert "1 version refused" in done.stderr
+    result = case.verify()
+    assert kinds(result) == {"unattested"}, damage(result)
+    assert_found(result, "unattested", ada, 4)
+    assert result.json["log"]["pending"] == 0
 
 
 def test_limit_versions_after_the_held_checkpoint(case: Case) -> None:
@@ -1203,7 +1210,7 @@ def test_appends_concurrent_with_checkpoints(new_case: Callable[..., Case],
         try:
             with case.connect() as conn:
                 while not done.is_set():
-                    result = make_checkpoint(conn, signer)
+                    result = make_checkpoint(conn, signer, writers=Attestations.of(keyring))
                     if result.new:
                         notes.append(result.checkpoint.text)
         except BaseException as exc:

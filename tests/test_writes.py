@@ -23,6 +23,7 @@ from peoplelog.schema import (
     InvalidInput,
     Op,
     PersonNotFound,
+    ProjectionDamaged,
     VersionConflict,
     VersionRef,
 )
@@ -471,14 +472,15 @@ class TestConcurrentWriters:
 def test_out_of_step_projection_cannot_fork_the_chain(
     ledger: Ledger, conn: Conn, person: VersionRef
 ) -> None:
-    """Even if people_latest were wrong, the trigger on people refuses a bad prev, and the
-    caller sees a conflict, not a fork or a crash."""
+    """If people_latest is wrong, a write confirms it against the chain first and fails
+    closed with ``ProjectionDamaged`` (and the trigger on people would refuse the bad prev
+    anyway): never a fork or a crash."""
     ledger.update_person(person.person_id, name="Real head")
     conn.execute("UPDATE people_latest SET version = 0, cid = %s WHERE person_id = %s",
                  (person.cid, person.person_id))
     try:
         before = counts(conn)
-        with pytest.raises(VersionConflict):
+        with pytest.raises(ProjectionDamaged):
             ledger.update_person(person.person_id, name="Fork attempt")
         assert counts(conn) == before
         assert [r["version"] for r in raw_versions(conn, person.person_id)] == [0, 1]

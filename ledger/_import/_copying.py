@@ -11,7 +11,7 @@ from typing import Any
 from psycopg import postgres, pq
 from psycopg.adapt import Dumper
 
-from peoplelog.schema import LATEST_COLUMNS, PEOPLE_COLUMNS, column_list
+from peoplelog.schema import LATEST_COLUMNS, WRITTEN_COLUMNS, column_list
 
 from .._store import Conn, Cursor
 
@@ -40,11 +40,12 @@ def _copy_in(table: str, columns: Iterable[str]) -> str:
     return f"COPY {table} ({column_list(columns)}) FROM STDIN (FORMAT BINARY)"
 
 
-COPY_PEOPLE = _copy_in("people", PEOPLE_COLUMNS)
+COPY_PEOPLE = _copy_in("people", WRITTEN_COLUMNS)
 COPY_LATEST = _copy_in("people_latest", [c for c in LATEST_COLUMNS if c != "erased_at"])
 """A new person's head: never erased, so ``erased_at`` is left to its default (NULL)."""
 COPY_KEYS = _copy_in("person_keys", ("person_id", "key_version", "kek_id", "wrapped_key"))
-COPY_LOOKUP = _copy_in("email_lookup", ("blind_index", "person_id", "key_id", "norm"))
+COPY_LOOKUP = _copy_in("email_lookup", ("blind_index", "person_id", "key_id", "norm",
+                                         "claim_key", "claim"))
 COPY_IDS = _copy_in("external_ids", ("id_hash", "person_id", "key_id"))
 COPY_SEEN = _copy_in("import_seen", ("run", "key", "line"))
 

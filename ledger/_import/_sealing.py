@@ -7,7 +7,13 @@ import os
 import uuid
 from collections.abc import Callable
 
-from peoplelog.fields import NORMALISATION_VERSION, KeyPurpose, Keyring, NewPersonSealer
+from peoplelog.fields import (
+    NORMALISATION_VERSION,
+    Attestor,
+    KeyPurpose,
+    Keyring,
+    NewPersonSealer,
+)
 from peoplelog.schema import FORMAT_VERSION, Op
 
 from .._cid import b64url, cid_of, envelope_text, native_envelope_cid
@@ -37,6 +43,9 @@ Sealed = tuple[bytes, bytes, bytes, bytes, bytes | None]
 """One new person's rows for person_keys, people, people_latest, email_lookup and
 external_ids (None without an external id), laid out for binary COPY."""
 
+_CID_AT = 2 + 4 + 16 + 4 + 4 + 4
+"""Where a people tuple's CID text starts: after the field count, the person id and the
+version (each with its length word) and the CID's length word."""
 RANDOM = NewPersonSealer.RANDOM
 """Random bytes per new person: its data key, four nonces."""
 _OP = Op.CREATED.value
@@ -52,17 +61,19 @@ class Sealer:
                  reason: str | None, *, native: bool = True) -> None:
         kek = keyring.active(KeyPurpose.KEK)
         self._sealer = NewPersonSealer(kek, native=native)
+        self._attestor = Attestor.of(keyring)
+        self._writer = text_field(self._attestor.key_id)
         self._actor, self._reason = actor, reason
         self._native_cid = native_envelope_cid() if native else None
         """The C CID of ``ledger._native`` when built: the whole envelope in one call."""
         version0 = int4_field(4, 0)
         key_field = text_field(blind_key_id)
         self._keys = (b"\x00\x04" + UUID_LENGTH, int4_field(4, 1) + text_field(kek.id))
-        self._people = (b"\x00\x0d" + UUID_LENGTH, version0 + i32(59),
+        self._people = (b"\x00\x0f" + UUID_LENGTH, version0 + i32(59),
                         NULL + int2_field(2, FORMAT_VERSION) + text_field(_OP),
                         text_field(actor) + text_field(reason))
         self._latest = (b"\x00\x0a" + UUID_LENGTH, version0 + i32(59), text_field(_OP))
-        self._lookup = (b"\x00\x04" + i32(32), UUID_LENGTH,
+        self._lookup = (b"\x00\x06" + i32(32), UUID_LENGTH,
                         key_field + int2_field(2, NORMALISATION_VERSION))
         self._ids = (b"\x00\x03", UUID_LENGTH, key_field)
         self._rows = None if self._native_cid is None else _native_rows(
@@ -98,9 +109,22 @@ class Sealer:
             email, name, password, wrapped = seal(
                 pid, random[at:at + RANDOM], row.email.display.encode(),
                 row.name.encode(), None if phc is None else phc.encode())
-            out.append(lay_out(pid, clock(), email, name, password, wrapped, row.verified_at,
-                               row.email_digest, row.id_digest))
+            keys, people, latest, lookup, external = lay_out(
+                pid, clock(), email, name, password, wrapped, row.verified_at,
+                row.email_digest, row.id_digest)
+            out.append((keys, self._attested(people), latest,
+                        self._claimed(lookup, row.email_digest, pid, email), external))
         return out
+
+    def _claimed(self, lookup: bytes, digest: bytes, pid: bytes, email: bytes) -> bytes:
+        """An email_lookup tuple with the writer's seal of the claim after its columns."""
+        return lookup + self._writer + bytes_field(self._attestor.seal_claim(digest, pid,
+                                                                             email))
+
+    def _attested(self, people: bytes) -> bytes:
+        """A people tuple with its writer key and seal after the envelope's columns."""
+        cid = people[_CID_AT:_CID_AT + 59].decode("ascii")
+        return people + self._writer + bytes_field(self._attestor.seal(cid))
 
     def _cid(self, pid: bytes, at: int, sealed: tuple[bytes, bytes, bytes | None],
              verified_at: int | None) -> bytes:
@@ -137,9 +161,11 @@ class Sealer:
                                moment(row.verified_at)))
             out.append((
                 b"".join((keys_a, pid, keys_b, field(wrapped))),
-                b"".join((people_a, pid, people_b, cid, people_c, stamp, people_d, fields)),
+                self._attested(b"".join((people_a, pid, people_b, cid, people_c, stamp,
+                                         people_d, fields))),
                 b"".join((latest_a, pid, latest_b, cid, latest_c, stamp, stamp, fields)),
-                b"".join((lookup_a, row.email_digest, lookup_b, pid, lookup_c)),
+                self._claimed(b"".join((lookup_a, row.email_digest, lookup_b, pid, lookup_c)),
+                              row.email_digest, pid, email),
                 None if row.id_digest is None
                 else b"".join((ids_a, field(row.id_digest), ids_b, pid, ids_c)),
             ))

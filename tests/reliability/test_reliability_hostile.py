@@ -46,7 +46,7 @@ from _support import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from peoplelog.fields import KeyPurpose, Keyring
+from peoplelog.fields import Attestations, KeyPurpose, Keyring
 from peoplelog.ledger import Ledger, cid_bytes, cid_from_digest, cid_of, parse_cid
 from peoplelog.projections import (
     Checkpoint,
@@ -846,7 +846,7 @@ class Signed:
 def signed(target: Target, keyring: Keyring, database_url: str) -> Signed:
     signer = CheckpointSigner(keyring.active(KeyPurpose.CHECKPOINT_SIGNING))
     with psycopg.connect(database_url, autocommit=True) as conn:
-        result = make_checkpoint(conn, signer)
+        result = make_checkpoint(conn, signer, writers=Attestations.of(keyring))
         proof = prove_inclusion(conn, target.person, 0)
     return Signed(result.checkpoint.text, str(signer.verifier),
                   json.loads(proof.model_dump_json()))

@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +24,23 @@ from conftest import create_database, drop_database
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from peoplelog.fields import Keyring
-from peoplelog.ledger import Database, Ledger
-from peoplelog.schema import DecryptionFailed, ProjectionDamaged, VersionRef
+from peoplelog.fields import Attestations, KeyPurpose, Keyring
+from peoplelog.ledger import Database, Ledger, version_cid
+from peoplelog.projections import CheckpointSigner, make_checkpoint
+from peoplelog.schema import (
+    DecryptionFailed,
+    ProjectionDamaged,
+    Unattested,
+    VersionRecord,
+    VersionRef,
+)
 
 Conn = psycopg.Connection[Any]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
 PASSWORD_1 = "first correct horse battery"
 PASSWORD_2 = "second correct horse battery"
 
@@ -148,10 +161,10 @@ def test_a_deleted_data_key_is_damage_not_an_erasure(store: Store) -> None:
         stolen.execute("DELETE FROM person_keys WHERE person_id = %s", (ref.person_id,))
     assert saved is not None
     for read in (lambda: store.ledger.get_person(ref.person_id),
-                 lambda: store.ledger.find_person(email),
                  lambda: store.ledger.authenticate(email, PASSWORD_1)):
         with pytest.raises(DecryptionFailed, match="key store is damaged"):
             read()
+    assert store.ledger.find_person(email) == ref.person_id  # the claim's seal needs no key
     report = _verify_as_auditor(store)
     assert _found(report, "key_missing", ref.person_id), report["findings"]
     _repair(store, "INSERT INTO person_keys (person_id, key_version, kek_id, wrapped_key)"
@@ -182,6 +195,66 @@ def test_a_deleted_claim_letting_someone_else_register_the_address_is_reported(
     figures.write()
 
 
-def test_the_store_verifies_clean_after_the_repairs(store: Store) -> None:
+def test_a_well_formed_version_written_with_the_login_alone_is_never_trusted(
+        store: Store, keyring: Keyring) -> None:
+    """The attacker replays the person's first password ciphertext in a new, correctly
+    chained version (any actor) and moves people_latest to it: the application refuses
+    to log in on it or to build on it (no seal of its writer key), the sequencer refuses
+    to put it into a signed checkpoint, and verify reports it as unattested."""
+    figures = Figures("stolen login", "forged_version")
+    ref, email = _person(store)
+    store.ledger.update_person(ref.person_id, password=PASSWORD_2)
+    with psycopg.connect(store.app_url, autocommit=True) as stolen, stolen.transaction():
+        row = stolen.execute(
+            "SELECT version, cid, recorded_at, email, name FROM people"
+            " WHERE person_id = %s ORDER BY version DESC LIMIT 1", (ref.person_id,)).fetchone()
+        first = stolen.execute("SELECT password FROM people WHERE person_id = %s"
+                               " AND version = 0", (ref.person_id,)).fetchone()
+        assert row is not None and first is not None
+        version, prev, recorded_at, email_ct, name_ct = row
+        forged = VersionRecord(person_id=ref.person_id, version=version + 1, prev=prev,
+                               op="password_changed", recorded_at=to_micros(recorded_at) + 1,
+                               actor="support", reason="reset", email=bytes(email_ct),
+                               name=bytes(name_ct), password=bytes(first[0]),
+                               verified_at=None)
+        cid = version_cid(forged)
+        stolen.execute(
+            "INSERT INTO people (person_id, version, cid, prev, format, op, recorded_at,"
+            " actor, reason, email, name, password, verified_at) VALUES"
+            " (%s, %s, %s, %s, 1, %s, %s, %s, %s, %s, %s, %s, NULL)",
+            (ref.person_id, forged.version, cid, prev, forged.op,
+             recorded_at + timedelta(microseconds=1), forged.actor, forged.reason,
+             forged.email, forged.name, forged.password))
+        stolen.execute("UPDATE people_latest SET version = %s, cid = %s, op = %s,"
+                       " recorded_at = %s, password = %s WHERE person_id = %s",
+                       (forged.version, cid, forged.op,
+                        recorded_at + timedelta(microseconds=1), forged.password,
+                        ref.person_id))
+    with pytest.raises(Unattested):
+        store.ledger.authenticate(email, PASSWORD_1)
+    with pytest.raises(Unattested):
+        store.ledger.update_person(ref.person_id, name="Built on a forgery")
+    with Ledger(Database(store.url, pool_size=1), keyring) as owner:
+        signer = CheckpointSigner(keyring.active(KeyPurpose.CHECKPOINT_SIGNING))
+        result = owner.database.run(lambda conn: make_checkpoint(
+            conn, signer, writers=Attestations.of(keyring)))
+    assert result.refused == 1
     report = _verify_as_auditor(store)
-    assert report["ok"] is True, report["findings"]
+    assert any(f["kind"] == "unattested" and f["person_id"] == str(ref.person_id)
+               and f["version"] == forged.version for f in report["findings"])
+    # the operator writes the last trusted state back: logins and writes work again
+    restored = store.ledger.restore_person(ref.person_id, actor="ops", reason="forgery")
+    assert restored.written and restored.version == forged.version + 1
+    assert store.ledger.authenticate(email, PASSWORD_1) is None
+    assert store.ledger.authenticate(email, PASSWORD_2) == ref.person_id
+    assert store.ledger.update_person(ref.person_id, name="Safe again").written
+    assert not store.ledger.restore_person(ref.person_id, actor="ops").written
+    figures.faults_injected = 1
+    figures.write()
+
+
+def test_the_store_verifies_clean_but_for_the_forgery(store: Store) -> None:
+    """The repairs leave only what cannot be undone: the forged version stays in the
+    ledger (append-only), refused and reported."""
+    report = _verify_as_auditor(store)
+    assert {f["kind"] for f in report["findings"]} == {"unattested"}, report["findings"]
