@@ -4,10 +4,12 @@
  * wrong type or out of range): the two are held equal by tests/test_cid.py.
  *
  * NewPersonRows lays out a bulk import's new person (version 0) as binary COPY tuples with
- * its CID, from constant segments ledger/_import/_sealing.py builds: the same bytes as the Python
- * layout there (tests/test_import_pipeline.py holds the two equal).
+ * its CID and the writer's seals (of the CID, and of the email claim), from constant
+ * segments ledger/_import/_sealing.py builds: the same bytes as the Python layout there
+ * (tests/test_import_pipeline.py holds the two equal).
  */
 #include "canonical.h"
+#include <openssl/crypto.h>
 
 #define SAFE_INTEGER INT64_C(9007199254740991) /* 2**53 - 1: JSON's exact integers */
 
@@ -89,6 +91,40 @@ static PyObject *envelope_cid(PyObject *module, PyObject *const *args, Py_ssize_
 #define PG_EPOCH INT64_C(946684800000000) /* Unix microseconds at 2000-01-01 UTC */
 #define SEGMENTS 15
 
+/* HMAC-SHA256 (RFC 2104) with the key's two padded blocks hashed once: each message copies
+ * the two states (fields/_keyed.py is the Python definition). */
+typedef struct {
+    SHA256_CTX inner, outer;
+} Hmac;
+
+static void hmac_init(Hmac *h, const unsigned char *key, size_t len) {
+    unsigned char block[64] = {0}, pad[64];
+    if (len > 64)
+        sha256(key, len, block);
+    else
+        memcpy(block, key, len);
+    for (int i = 0; i < 64; i++) pad[i] = block[i] ^ 0x36;
+    SHA256_Init(&h->inner);
+    SHA256_Update(&h->inner, pad, 64);
+    for (int i = 0; i < 64; i++) pad[i] = block[i] ^ 0x5C;
+    SHA256_Init(&h->outer);
+    SHA256_Update(&h->outer, pad, 64);
+}
+
+/* The HMAC of the concatenation of n parts. */
+static void hmac_of(const Hmac *h, const Span *parts, int n, unsigned char out[32]) {
+    SHA256_CTX ctx = h->inner;
+    for (int i = 0; i < n; i++) SHA256_Update(&ctx, parts[i].ptr, (size_t)parts[i].len);
+    unsigned char inner[32];
+    SHA256_Final(inner, &ctx);
+    ctx = h->outer;
+    SHA256_Update(&ctx, inner, 32);
+    SHA256_Final(out, &ctx);
+}
+
+static const char ATTEST_LABEL[] = "peoplelog/attest/1"; /* + its NUL: fields/_attest.py */
+static const char CLAIM_LABEL[] = "peoplelog/claim/1";
+
 typedef struct {
     PyObject_HEAD
     /* keys a b | people a b c d | latest a b c | lookup a b c | ids a b c */
@@ -96,6 +132,8 @@ typedef struct {
     PyObject *op, *actor, *reason; /* str, str or None, str or None */
     Span op_span, actor_span, reason_span;
     int64_t format;
+    PyObject *writer_field; /* the writer key's id as a text field, or NULL: no seals */
+    Hmac writer;
     int ready;
 } NewPersonRows;
 
@@ -104,19 +142,35 @@ static void rows_dealloc(NewPersonRows *self) {
     Py_XDECREF(self->op);
     Py_XDECREF(self->actor);
     Py_XDECREF(self->reason);
+    Py_XDECREF(self->writer_field);
+    OPENSSL_cleanse(&self->writer, sizeof self->writer);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
-/* NewPersonRows(segments: tuple[bytes, ...15], op, actor, reason, format) */
+/* NewPersonRows(segments: tuple[bytes, ...15], op, actor, reason, format,
+                 writer_field=None, writer_secret=None): with the writer key (its id as a text
+                 field, and its secret), people and lookup tuples end with its seals. */
 static int rows_init(NewPersonRows *self, PyObject *args, PyObject *kwds) {
-    PyObject *segments, *op, *actor, *reason, *format;
+    PyObject *segments, *op, *actor, *reason, *format, *writer_field = Py_None;
+    Py_buffer secret = {0};
     if (self->ready) {
         PyErr_SetString(PyExc_RuntimeError, "NewPersonRows is initialised once");
         return -1;
     }
-    if (!PyArg_ParseTuple(args, "O!OOOO:NewPersonRows", &PyTuple_Type, &segments, &op, &actor,
-                          &reason, &format))
+    if (!PyArg_ParseTuple(args, "O!OOOO|Oz*:NewPersonRows", &PyTuple_Type, &segments, &op,
+                          &actor, &reason, &format, &writer_field, &secret))
         return -1;
+    if ((writer_field != Py_None) != (secret.buf != NULL)
+        || (writer_field != Py_None && !PyBytes_CheckExact(writer_field))) {
+        PyBuffer_Release(&secret);
+        PyErr_SetString(PyExc_TypeError, "give the writer's field (bytes) and secret, or neither");
+        return -1;
+    }
+    if (secret.buf != NULL) {
+        hmac_init(&self->writer, secret.buf, (size_t)secret.len);
+        self->writer_field = Py_NewRef(writer_field);
+    }
+    PyBuffer_Release(&secret);
     if (PyTuple_GET_SIZE(segments) != SEGMENTS) {
         PyErr_SetString(PyExc_ValueError, "NewPersonRows takes 15 segments");
         return -1;
@@ -170,6 +224,15 @@ static int put_moment(Buf *b, int64_t micros) {
 }
 
 static PyObject *buf_bytes(Buf *b) { return PyBytes_FromStringAndSize(b->data, b->len); }
+
+/* The writer key's id and a 32-byte seal, as two more fields of a tuple. */
+static int put_seal(Buf *b, NewPersonRows *self, const Span *parts, int n) {
+    unsigned char mac[32];
+    hmac_of(&self->writer, parts, n, mac);
+    return buf_put(b, PyBytes_AS_STRING(self->writer_field),
+                   PyBytes_GET_SIZE(self->writer_field)) < 0 || put_i32(b, 32) < 0
+               ? -1 : buf_put(b, (const char *)mac, 32);
+}
 
 static Buf layout;
 
@@ -227,16 +290,25 @@ static PyObject *rows_rows(NewPersonRows *self, PyObject *const *args, Py_ssize_
             goto fail;
         for (int i = 0; i < 3; i++)
             if (put_field(b, values[i]) < 0) goto fail;
-        if ((e.has_verified_at ? put_moment(b, e.verified_at) : put_i32(b, -1)) < 0
-            || (out[1 + table] = buf_bytes(b)) == NULL)
+        if ((e.has_verified_at ? put_moment(b, e.verified_at) : put_i32(b, -1)) < 0)
             goto fail;
+        if (table == 0 && self->writer_field != NULL) {
+            Span sealed[2] = {{ATTEST_LABEL, sizeof ATTEST_LABEL}, {cid, CID_TEXT_LEN}};
+            if (put_seal(b, self, sealed, 2) < 0) goto fail;
+        }
+        if ((out[1 + table] = buf_bytes(b)) == NULL) goto fail;
     }
     /* lookup: a digest b pid c */
     b->len = 0;
     if (put_segment(b, self, 9) < 0 || buf_put(b, digest.ptr, 32) < 0
         || put_segment(b, self, 10) < 0 || buf_put(b, pid, 16) < 0
-        || put_segment(b, self, 11) < 0 || (out[3] = buf_bytes(b)) == NULL)
+        || put_segment(b, self, 11) < 0)
         goto fail;
+    if (self->writer_field != NULL) {
+        Span claimed[4] = {{CLAIM_LABEL, sizeof CLAIM_LABEL}, digest, {pid, 16}, e.email};
+        if (put_seal(b, self, claimed, 4) < 0) goto fail;
+    }
+    if ((out[3] = buf_bytes(b)) == NULL) goto fail;
     /* ids: a id_digest b pid c */
     if (id_digest.len >= 0) {
         b->len = 0;

@@ -77,8 +77,10 @@ class Sealer:
                         key_field + int2_field(2, NORMALISATION_VERSION))
         self._ids = (b"\x00\x03", UUID_LENGTH, key_field)
         self._rows = None if self._native_cid is None else _native_rows(
-            self._keys + self._people + self._latest + self._lookup + self._ids, actor, reason)
-        """``NewPersonRows.rows`` of ``ledger._native``: a sealed person's rows in one call."""
+            self._keys + self._people + self._latest + self._lookup + self._ids, actor, reason,
+            self._writer, keyring.active(KeyPurpose.WRITER).secret)
+        """``NewPersonRows.rows`` of ``ledger._native``: a sealed person's rows, with the
+        writer's seals, in one call."""
 
     @property
     def native(self) -> bool:
@@ -109,11 +111,8 @@ class Sealer:
             email, name, password, wrapped = seal(
                 pid, random[at:at + RANDOM], row.email.display.encode(),
                 row.name.encode(), None if phc is None else phc.encode())
-            keys, people, latest, lookup, external = lay_out(
-                pid, clock(), email, name, password, wrapped, row.verified_at,
-                row.email_digest, row.id_digest)
-            out.append((keys, self._attested(people), latest,
-                        self._claimed(lookup, row.email_digest, pid, email), external))
+            out.append(lay_out(pid, clock(), email, name, password, wrapped, row.verified_at,
+                               row.email_digest, row.id_digest))
         return out
 
     def _claimed(self, lookup: bytes, digest: bytes, pid: bytes, email: bytes) -> bytes:
@@ -172,8 +171,8 @@ class Sealer:
         return out
 
 
-def _native_rows(segments: tuple[bytes, ...], actor: str | None,
-                 reason: str | None) -> Callable[..., Sealed] | None:
+def _native_rows(segments: tuple[bytes, ...], actor: str | None, reason: str | None,
+                 writer_field: bytes, writer_secret: bytes) -> Callable[..., Sealed] | None:
     """``NewPersonRows.rows``, asked for only when the C CID is in use (so built and not
     switched off)."""
     try:
@@ -181,7 +180,8 @@ def _native_rows(segments: tuple[bytes, ...], actor: str | None,
     except ImportError:
         return None
     lay_out: Callable[..., Sealed] = NewPersonRows(segments, _OP, actor, reason,
-                                                   FORMAT_VERSION).rows
+                                                   FORMAT_VERSION, writer_field,
+                                                   writer_secret).rows
     return lay_out
 
 
