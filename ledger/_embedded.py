@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -40,17 +42,46 @@ def embedded_database_url(home: Path) -> str:
         pgdata.parent.mkdir(parents=True, exist_ok=True)
         _forget_dead_handles(pgdata)
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                server = pgserver.get_server(  # type: ignore[attr-defined]
-                    pgdata, cleanup_mode="stop"
-                )
+            server = _start(pgserver, pgdata)
         except Exception as exc:
             raise DatabaseUnavailable(
                 f"embedded PostgreSQL in {pgdata} did not start: {first_line(exc)}"
             ) from None
         _servers[pgdata] = server
     return str(server.get_uri())
+
+
+_START_WAIT = 120.0
+"""Seconds a slow start may take: pgserver gives ``pg_ctl start -w`` ten, which a loaded
+machine can exceed while the server itself comes up fine."""
+
+
+def _start(pgserver: Any, pgdata: Path) -> Any:
+    """``pgserver.get_server``; when its ``pg_ctl`` times out, wait for the server it started
+    to be ready (its ``postmaster.pid`` says so) and join it."""
+    deadline = time.monotonic() + _START_WAIT
+    while True:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return pgserver.get_server(pgdata, cleanup_mode="stop")
+        except subprocess.TimeoutExpired:
+            log.info("embedded PostgreSQL: slow start, waiting for the server to be ready")
+            # pgserver registered the handle before starting: drop it, or it is handed back
+            pgserver.PostgresServer._instances.pop(pgdata, None)
+            while time.monotonic() < deadline and _status(pgdata) not in ("ready", None):
+                time.sleep(0.5)
+            if time.monotonic() >= deadline:
+                raise
+
+
+def _status(pgdata: Path) -> str | None:
+    """The status line of ``postmaster.pid`` ("starting", "ready", ...), None without it."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return None
+    return lines[7].strip() if len(lines) > 7 else "starting"
 
 
 def _forget_dead_handles(pgdata: Path) -> None:

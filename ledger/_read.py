@@ -30,7 +30,7 @@ from peoplelog.schema import (
     column_list,
 )
 
-from ._heads import check_head, load_data_key, missing_key
+from ._heads import CHAIN_HEAD, check_head, load_data_key, missing_key
 from ._write import lookup_key_of
 
 __all__ = ["BY_BLIND_INDEX", "CLAIMANT_BY_BLIND_INDEX", "CLAIMANT_WITH_KEY", "Claimant",
@@ -126,14 +126,19 @@ def _person_exists(conn: Conn, person_id: uuid.UUID) -> bool:
 
 def read_person(conn: Conn, keyring: Keyring | None, person_id: uuid.UUID,
                 version: int | None = None) -> PersonView:
-    """The person as of ``version`` (default: the newest), decrypted when keys allow."""
+    """The person as of ``version`` (default: the newest), decrypted when keys allow. With
+    the keyring, the newest version is confirmed against the chain head first (as a login
+    is), so a forged erasure is ``Unattested``, never read as an erasure."""
     latest = conn.execute(
-        "SELECT version, created_at, erased_at FROM people_latest WHERE person_id = %s",
+        "SELECT version, created_at, erased_at, cid FROM people_latest WHERE person_id = %s",
         (person_id,),
     ).fetchone()
     if latest is None:
         raise PersonNotFound(f"person {person_id} not found")
-    head_version, created_at, erased_at = latest
+    head_version, created_at, erased_at, head_cid = latest
+    if keyring is not None and version is None:
+        check_head(keyring, person_id, head_cid,
+                   conn.execute(CHAIN_HEAD.format("%s"), (person_id,)).fetchone() or (None,) * 4)
     wanted = head_version if version is None else version
     row = conn.execute(
         f"SELECT {_COLUMNS} FROM people WHERE person_id = %s AND version = %s",  # noqa: S608

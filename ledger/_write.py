@@ -258,12 +258,12 @@ def insert_new_person(conn: Conn, new: NewPerson) -> VersionRef:
         if existing[0] == new.cid:
             return VersionRef(person_id=record.person_id, version=0, cid=new.cid, written=False)
         raise Conflict(f"person {record.person_id} already exists")
-    conn.execute(
+    insert_version(conn, record, new.cid, new.seal)  # first: the database lets a key and a
+    conn.execute(  # claim be added only with their person's new chain head
         "INSERT INTO person_keys (person_id, key_version, kek_id, wrapped_key)"
         " VALUES (%s, 1, %s, %s)",
         (record.person_id, new.kek_id, new.wrapped_key),
     )
-    insert_version(conn, record, new.cid, new.seal)
     upsert_latest(conn, record, new.cid, from_micros(record.recorded_at))
     set_lookup(conn, record.person_id, new.blind_index, new.blind_key_id, new.claim)
     return VersionRef(person_id=record.person_id, version=0, cid=new.cid)
@@ -521,10 +521,6 @@ def erase_person(conn: Conn, keyring: Keyring, person_id: uuid.UUID, actor: str 
     if head.erased_at is not None:
         return VersionRef(person_id=person_id, version=head.version, cid=head.cid,
                           written=False)
-    conn.execute("DELETE FROM person_keys WHERE person_id = %s", (person_id,))
-    conn.execute("DELETE FROM email_lookup WHERE person_id = %s", (person_id,))
-    conn.execute("DELETE FROM external_ids WHERE person_id = %s", (person_id,))
-    conn.execute(_FORGET_IMPORTED, (person_id.bytes,))
     record = VersionRecord(
         person_id=person_id,
         version=head.version + 1,
@@ -539,8 +535,12 @@ def erase_person(conn: Conn, keyring: Keyring, person_id: uuid.UUID, actor: str 
         verified_at=None,
     )
     cid = version_cid(record)
-    insert_version(conn, record, cid, seal_of(keyring, cid))
-    upsert_latest(conn, record, cid, head.created_at)
+    insert_version(conn, record, cid, seal_of(keyring, cid))  # first: the database lets
+    upsert_latest(conn, record, cid, head.created_at)  # the key go only with the erasure
+    conn.execute("DELETE FROM person_keys WHERE person_id = %s", (person_id,))
+    conn.execute("DELETE FROM email_lookup WHERE person_id = %s", (person_id,))
+    conn.execute("DELETE FROM external_ids WHERE person_id = %s", (person_id,))
+    conn.execute(_FORGET_IMPORTED, (person_id.bytes,))
     return VersionRef(person_id=person_id, version=record.version, cid=cid)
 
 

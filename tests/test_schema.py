@@ -273,6 +273,30 @@ class TestAppRole:
                 pytest.raises(pg_errors.InsufficientPrivilege):
             as_role.execute("SELECT count(*) FROM people")
 
+    def test_rows_of_this_transaction_and_its_savepoints_are_written_here(
+        self, conn: psycopg.Connection[Any],
+    ) -> None:
+        """The check behind the write-path triggers: rows this transaction (or one of its
+        subtransactions, released or not) inserted are written here; rows committed
+        before, and rows of a rolled-back savepoint's sibling, are not."""
+        conn.execute("CREATE TEMP TABLE xids (n int)")
+        conn.execute("INSERT INTO xids VALUES (0)")
+        try:
+            with conn.transaction():
+                conn.execute("INSERT INTO xids VALUES (1)")
+                with conn.transaction():
+                    conn.execute("INSERT INTO xids VALUES (2)")
+                with conn.transaction():
+                    conn.execute("INSERT INTO xids VALUES (3)")
+                    rows = conn.execute("SELECT n, peoplelog_written_here(xmin) FROM xids"
+                                        " ORDER BY n").fetchall()
+            assert rows == [(0, False), (1, True), (2, True), (3, True)]
+            later = conn.execute("SELECT n, peoplelog_written_here(xmin) FROM xids"
+                                 " ORDER BY n").fetchall()
+            assert later == [(0, False), (1, False), (2, False), (3, False)]
+        finally:
+            conn.execute("DROP TABLE xids")
+
     def test_unknown_role_is_invalid_input(self, ledger: Ledger) -> None:
         name = f"plt_missing_{uuid.uuid4().hex[:8]}"
         with pytest.raises(InvalidInput, match="does not exist"):

@@ -186,9 +186,10 @@ def _native_rows(segments: tuple[bytes, ...], actor: str | None, reason: str | N
 
 
 def copy_new(conn: Conn, sealed: list[Sealed]) -> None:
-    """Write sealed persons: one binary COPY per table."""
-    copy_rows(conn, COPY_KEYS, [s[0] for s in sealed])
+    """Write sealed persons: one binary COPY per table, the versions first (the database
+    lets keys and claims be added only with their person's new chain head)."""
     copy_rows(conn, COPY_PEOPLE, [s[1] for s in sealed])
+    copy_rows(conn, COPY_KEYS, [s[0] for s in sealed])
     copy_rows(conn, COPY_LATEST, [s[2] for s in sealed])
     copy_rows(conn, COPY_LOOKUP, [s[3] for s in sealed])
     ids = [s[4] for s in sealed if s[4] is not None]

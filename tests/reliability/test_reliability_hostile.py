@@ -141,11 +141,26 @@ INVISIBLE = ["\u200b", "\u200d", "\ufeff", "\u00ad", "\u2060", "\u202e", "\u034f
 SPACES = [" ", "\t", "\u00a0", "\u3000", "\n"]
 
 
+_IGNORABLE = ((0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160),
+              (0x17B4, 0x17B5), (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E),
+              (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
+              (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
+              (0xE0000, 0xE0FFF))
+"""Default_Ignorable_Code_Point, from Unicode's DerivedCoreProperties.txt (15.1)."""
+
+
+def _drawn_as_nothing(ch: str) -> bool:
+    """Section 8, step 1: control, format and separator characters (inner white space
+    too), default-ignorable code points and the blank-looking ones it names."""
+    return (unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Zs")
+            or ch in "\u2800\u3164\uffa0\u115f\u1160"
+            or any(low <= ord(ch) <= high for low, high in _IGNORABLE))
+
+
 def documented_key(raw: str) -> str | None:
     """The lookup key per docs/FORMAT.md section 8, computed without peoplelog: NFC,
     local part lower-cased, domain by IDNA/UTS #46 (non-transitional) in lower case."""
-    if len(raw) > 320 or any(unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
-                             for ch in raw.strip()):
+    if len(raw) > 320 or any(_drawn_as_nothing(ch) for ch in raw.strip()):
         return None  # refused outright (section 8, step 1)
     text = unicodedata.normalize("NFC", raw.strip())
     local, at, domain = text.rpartition("@")
