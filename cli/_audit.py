@@ -1,4 +1,4 @@
-"""CLI commands for auditors: verify, checkpoint, keys, prove, verify-proof, export."""
+"""CLI commands for auditors: verify, checkpoint, prove, verify-proof, export."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from ._common import (
     EXIT_DAMAGE,
     EXIT_OK,
     AddCommand,
-    add_group,
     open_database,
     plural,
     progress,
@@ -46,7 +45,7 @@ def _verifier_key(given: list[str] | None) -> TrustedKey | None:
     return VerifierKeys.of(keys) if keys else None
 
 
-def _signer() -> CheckpointSigner:
+def checkpoint_signer() -> CheckpointSigner:
     from peoplelog.fields import KeyPurpose  # noqa: PLC0415
     from peoplelog.projections import CheckpointSigner  # noqa: PLC0415
 
@@ -128,7 +127,7 @@ def cmd_checkpoint(args: argparse.Namespace) -> tuple[Any, int]:
     from peoplelog.ledger import check_keyring  # noqa: PLC0415
     from peoplelog.projections import make_checkpoint  # noqa: PLC0415
 
-    signer = _signer()
+    signer = checkpoint_signer()
     keyring = settings().keyring()
     writers = Attestations.of(keyring)
     with open_database() as database:
@@ -149,45 +148,6 @@ def cmd_checkpoint(args: argparse.Namespace) -> tuple[Any, int]:
         "new": result.new,
         "checkpoint": result.checkpoint.text,
     }, EXIT_OK
-
-
-def cmd_keys_public(args: argparse.Namespace) -> tuple[Any, int]:
-    signer = _signer()
-    if not wants_json(args):
-        return str(signer.verifier), EXIT_OK
-    return {"name": signer.verifier.name, "verifier_key": str(signer.verifier)}, EXIT_OK
-
-
-def cmd_keys_add_signing(args: argparse.Namespace) -> tuple[Any, int]:
-    from peoplelog.fields import KeyPurpose  # noqa: PLC0415
-
-    return _add_key(KeyPurpose.CHECKPOINT_SIGNING, rotate=args.rotate), EXIT_OK
-
-
-def cmd_keys_add_writer(args: argparse.Namespace) -> tuple[Any, int]:
-    from peoplelog.fields import KeyPurpose  # noqa: PLC0415
-
-    return _add_key(KeyPurpose.WRITER, rotate=args.rotate), EXIT_OK
-
-
-def _add_key(purpose: Any, *, rotate: bool) -> dict[str, Any]:
-    """Add a key of ``purpose`` to the keyring file (made active), unless one is there and
-    ``rotate`` is not asked for; older keys are kept."""
-    from peoplelog.schema.errors import InvalidInput, KeyNotFound  # noqa: PLC0415
-
-    config = settings()
-    if not config.keyring_in_file:
-        raise InvalidInput("the keyring comes from PEOPLELOG_KEYRING_JSON; add the key there")
-    keyring = config.keyring()
-    try:
-        current = keyring.active(purpose)
-    except KeyNotFound:
-        current = None
-    if current is not None and not rotate:
-        return {"key_id": current.id, "added": False}
-    updated = keyring.with_new_key(purpose)
-    updated.replace_file(config.keyring_file)
-    return {"key_id": updated.active(purpose).id, "added": True}
 
 
 def cmd_prove(args: argparse.Namespace) -> tuple[Any, int]:
@@ -284,23 +244,6 @@ def register(sub: Any, *, add: AddCommand) -> None:
             "sequence pending versions and sign a checkpoint of the whole log",
             "peoplelog checkpoint --out checkpoint.txt")
     p.add_argument("--out", metavar="FILE", help="also write the signed checkpoint here")
-
-    keys = add_group(sub, "keys", "checkpoint signing keys", "peoplelog keys public > "
-                     "verifier.key", dest="keys_command")
-    add(keys, "public", cmd_keys_public,
-        "print the verifier key that checks checkpoint signatures",
-        "peoplelog keys public")
-    p = add(keys, "add-signing-key", cmd_keys_add_signing,
-            "add a checkpoint-signing key to an older keyring file",
-            "peoplelog keys add-signing-key")
-    p.add_argument("--rotate", action="store_true",
-                   help="add a new key even if one exists (the old one is kept)")
-    p = add(keys, "add-writer-key", cmd_keys_add_writer,
-            "add the key that seals the versions the application writes to an older "
-            "keyring file", "peoplelog keys add-writer-key")
-    p.add_argument("--rotate", action="store_true",
-                   help="add a new key even if one exists (the old one is kept: what it "
-                        "sealed still checks)")
 
     p = add(sub, "prove", cmd_prove,
             "inclusion proof of one version against the newest checkpoint",

@@ -130,15 +130,27 @@ class DataKey:
 
     @classmethod
     def unwrap(cls, person_id: uuid.UUID, version: int, blob: bytes, kek: Key) -> DataKey:
-        if len(blob) != 2 + _NONCE + 32 + _TAG or blob[0] != _VERSION or blob[1] != _AES_256_GCM:
-            raise _unwrap_failure(person_id, version, kek)
-        try:
-            secret = AESGCM(kek.secret).decrypt(
-                blob[2 : 2 + _NONCE], blob[2 + _NONCE :], _wrap_ad(kek.id, person_id, version)
-            )
-        except InvalidTag:
-            raise _unwrap_failure(person_id, version, kek) from None
-        return cls(person_id, version, secret)
+        return cls(person_id, version, _unwrapped(person_id, version, blob, kek))
+
+
+    @classmethod
+    def rewrap(cls, person_id: uuid.UUID, version: int, blob: bytes, old: Key,
+               new: Key) -> bytes:
+        """The data key wrapped under ``old``, wrapped again under ``new`` (a KEK
+        rotation); ``DecryptionFailed`` when it does not unwrap. The key itself never
+        leaves this module."""
+        return cls.wrap(person_id, version, _unwrapped(person_id, version, blob, old), new)
+
+
+def _unwrapped(person_id: uuid.UUID, version: int, blob: bytes, kek: Key) -> bytes:
+    """The secret of a wrapped data key (``DecryptionFailed``: wrong KEK or damage)."""
+    if len(blob) != 2 + _NONCE + 32 + _TAG or blob[0] != _VERSION or blob[1] != _AES_256_GCM:
+        raise _unwrap_failure(person_id, version, kek)
+    try:
+        return AESGCM(kek.secret).decrypt(
+            blob[2 : 2 + _NONCE], blob[2 + _NONCE :], _wrap_ad(kek.id, person_id, version))
+    except InvalidTag:
+        raise _unwrap_failure(person_id, version, kek) from None
 
 
 def _unwrap_failure(person_id: uuid.UUID, version: int, kek: Key) -> DecryptionFailed:

@@ -149,6 +149,14 @@ class Keyring:
         keys = {**self._keys, key_id: Key(key_id, purpose, secrets.token_bytes(32), now)}
         return Keyring(keys, {**self._active, purpose: key_id}, self.source)
 
+    def without(self, key_id: str) -> Keyring:
+        """A copy without the key ``key_id`` (never an active one): once the file is
+        replaced, what only it protected is unreadable for good."""
+        if key_id in self._active.values():
+            raise KeyringError(f"keyring {self.source}: an active key cannot be removed")
+        return Keyring({k: v for k, v in self._keys.items() if k != key_id}, self._active,
+                       self.source)
+
     def replace_file(self, path: str | os.PathLike[str]) -> None:
         """Atomically replace the keyring file at ``path`` (mode 0600)."""
         path = Path(path)

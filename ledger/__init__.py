@@ -44,6 +44,14 @@ if TYPE_CHECKING:
         parse_timestamp,
     )
     from ._read import check_keyring, read_person
+    from ._rotation import (
+        REWRAP_BATCH,
+        KekEpoch,
+        RewrapSummary,
+        kek_epochs,
+        retire_kek,
+        rewrap_data_keys,
+    )
     from ._settings import Settings
     from ._setup import StoreInit, init_store
     from ._store import Database
@@ -56,11 +64,14 @@ __all__ = [
     "MAX_ACTOR",
     "MAX_NAME",
     "MAX_REASON",
+    "REWRAP_BATCH",
     "Database",
     "ImportFile",
     "ImportSummary",
+    "KekEpoch",
     "KeysWanted",
     "Ledger",
+    "RewrapSummary",
     "RowError",
     "Settings",
     "StoreInit",
@@ -79,10 +90,13 @@ __all__ = [
     "envelope_bytes",
     "envelope_text",
     "init_store",
+    "kek_epochs",
     "parse_cid",
     "parse_timestamp",
     "read_person",
     "record_of_envelope",
+    "retire_kek",
+    "rewrap_data_keys",
     "version_cid",
 ]
 
@@ -97,6 +111,8 @@ _SOURCES = {
     "_inputs": ("MAX_ACTOR", "MAX_NAME", "MAX_REASON", "check_actor", "check_name",
                 "check_person_id", "check_reason", "check_version", "parse_timestamp"),
     "_read": ("check_keyring", "read_person"),
+    "_rotation": ("REWRAP_BATCH", "KekEpoch", "RewrapSummary", "kek_epochs", "retire_kek",
+                  "rewrap_data_keys"),
     "_settings": ("Settings",),
     "_setup": ("StoreInit", "init_store"),
     "_store": ("Database",),

@@ -296,6 +296,12 @@ class Database:
             except psycopg.Error as exc:
                 raise translated(exc, self._at) from None
 
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self._pool is not None:
             with self._lane_lock:

@@ -93,10 +93,12 @@ _APP_GRANTS: tuple[tuple[str, str], ...] = (
     ("log_refused", "SELECT"),
     ("peoplelog_key_versions", "SELECT"),
     ("peoplelog_claim_owners", "SELECT"),
+    ("kek_epochs", "SELECT"),
 )
 
 _AUDITOR_GRANTS = ("people", "log_entries", "checkpoints", "log_meta", "log_refused",
-                   "people_latest", "peoplelog_key_versions", "peoplelog_claim_owners")
+                   "people_latest", "peoplelog_key_versions", "peoplelog_claim_owners",
+                   "kek_epochs")
 """What key-free ``verify`` reads: the ledger, the log, and the projections a login trusts,
 the last two through views without key material or keyed hashes."""
 
