@@ -141,10 +141,11 @@ class Keyring:
 
     def with_new_key(self, purpose: KeyPurpose) -> Keyring:
         """A copy with a fresh key for ``purpose``, made active; older keys are kept."""
-        number = 1
-        while f"{purpose.value}-{number}" in self._keys:
-            number += 1
-        key_id = f"{purpose.value}-{number}"
+        prefix = f"{purpose.value}-"
+        numbers = [int(key_id[len(prefix):]) for key_id in self._keys
+                   if key_id.startswith(prefix) and key_id[len(prefix):].isdigit()]
+        key_id = f"{prefix}{max(numbers, default=0) + 1}"  # above every one kept: a removed
+        # (retired) key's name is never reused while a newer one is kept
         now = datetime.now(UTC).isoformat(timespec="seconds")
         keys = {**self._keys, key_id: Key(key_id, purpose, secrets.token_bytes(32), now)}
         return Keyring(keys, {**self._active, purpose: key_id}, self.source)

@@ -17,7 +17,7 @@ from typing import Any
 import psycopg
 
 from peoplelog.fields import DataKey, Key, KeyPurpose, Keyring
-from peoplelog.schema import Conflict, KeyNotFound
+from peoplelog.schema import Conflict, KeyNotFound, KeyringError
 
 from ._store import Database
 
@@ -97,6 +97,19 @@ def _record_epochs(conn: Conn, keyring: Keyring, active: Key) -> None:
         conn.execute(_RECORD, (key.id, key.fingerprint, key.id))
         conn.execute(_UNDRAIN, (key.id,))
     conn.execute(_ACTIVATE, (active.id, active.fingerprint))
+    for kek_id in {*in_use, active.id}:
+        _same_key(conn, keyring.get(kek_id, KeyPurpose.KEK))
+
+
+def _same_key(conn: Conn, key: Key) -> None:
+    """Refuse a KEK whose name an epoch already records for a different secret (a
+    retired key's name given to a new one)."""
+    row = conn.execute("SELECT fingerprint, retired_at FROM kek_epochs WHERE kek_id = %s",
+                       (key.id,)).fetchone()
+    if row is not None and (bytes(row[0]) != key.fingerprint or row[1] is not None):
+        raise KeyringError(f"key-encryption key {key.id!r} is not the key of that name "
+                           "the database knows (retired, or another secret): give the new "
+                           "key a name never used before")
 
 
 def _rewrap_batch(conn: Conn, keyring: Keyring, active: Key, size: int) -> int:

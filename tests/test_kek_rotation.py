@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from conftest import Cli, create_database, drop_database
 
-from peoplelog.fields import KeyPurpose, Keyring
+from peoplelog.fields import Key, KeyPurpose, Keyring
 from peoplelog.ledger import (
     Database,
     Ledger,
@@ -23,7 +23,7 @@ from peoplelog.ledger import (
     retire_kek,
     rewrap_data_keys,
 )
-from peoplelog.schema import Conflict, DecryptionFailed, apply_migrations
+from peoplelog.schema import Conflict, DecryptionFailed, KeyringError, apply_migrations
 
 Conn = psycopg.Connection[Any]
 
@@ -250,3 +250,21 @@ def test_the_cli_rotates_lists_epochs_and_retires(cli: Cli, cli_env: dict[str, s
     again = cli("keys", "rotate-kek", "--json", env=env)
     assert again.code == 0 and again.json["rewrapped"] == 0 and again.json["added"] is None
     assert cli("keys", "rotate-kek", "--batch-size", "0").code == 2
+
+
+def test_a_retired_kek_name_is_never_given_to_a_new_key(fresh: str) -> None:
+    first = Keyring.generate()
+    with Ledger(Database(fresh, pool_size=1), first) as app:
+        _people(app, 1, "names")
+    second = first.with_new_key(KeyPurpose.KEK)
+    old_kek = first.active(KeyPurpose.KEK).id
+    with Database(fresh, pool_size=1) as database:
+        rewrap_data_keys(database, second)
+        remaining = retire_kek(database, second, old_kek, retention=timedelta(0))
+        assert remaining.with_new_key(KeyPurpose.KEK).active(KeyPurpose.KEK).id != old_kek
+        impostor = Key(old_kek, KeyPurpose.KEK, bytes(range(32)), "2026-01-01T00:00:00+00:00")
+        keys = {key.id: key for purpose in KeyPurpose for key in remaining.all_of(purpose)}
+        active = {purpose: remaining.active(purpose).id for purpose in KeyPurpose}
+        reused = Keyring({**keys, old_kek: impostor}, {**active, KeyPurpose.KEK: old_kek})
+        with pytest.raises(KeyringError, match="never used before"):
+            rewrap_data_keys(database, reused)
