@@ -1,11 +1,21 @@
-"""CLI commands: projections (check and rebuild ``people_latest`` and ``email_lookup``)."""
+"""CLI commands: projections (check and rebuild ``people_latest`` and ``email_lookup``) and
+the maintenance that rewrites what erasures left in the data files."""
 
 from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from ._common import EXIT_DAMAGE, EXIT_OK, AddCommand, add_group, open_ledger, progress
+from ._common import (
+    EXIT_DAMAGE,
+    EXIT_OK,
+    AddCommand,
+    add_group,
+    open_database,
+    open_ledger,
+    progress,
+    wants_json,
+)
 
 if TYPE_CHECKING:
     from peoplelog.ledger import Database
@@ -47,6 +57,17 @@ def cmd_rebuild(args: argparse.Namespace) -> tuple[Any, int]:
     return report.model_dump(mode="json"), EXIT_OK
 
 
+def cmd_maintenance(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.ledger import compact_after_erasure  # noqa: PLC0415
+
+    with open_database() as database:
+        tables = compact_after_erasure(database)
+    if wants_json(args):
+        return {"tables": [table.as_dict() for table in tables]}, EXIT_OK
+    return "\n".join(f"{t.table}: {t.bytes_before} -> {t.bytes_after} bytes"
+                     for t in tables), EXIT_OK
+
+
 def _persons(database: Database) -> int | None:
     """How many persons the projection holds: the progress bar's total (an estimate)."""
     row = database.run(lambda conn: conn.execute("SELECT count(*) FROM people_latest").fetchone())
@@ -71,3 +92,8 @@ def register(sub: Any, *, add: AddCommand) -> None:
         "rebuild people_latest and email_lookup from the ledger in one transaction "
         "(needs the keyring and the table owner's rights)",
         "peoplelog projections rebuild --json")
+    add(sub, "maintenance", cmd_maintenance,
+        "rewrite the tables erasures delete from (VACUUM FULL), so the data files no longer "
+        "hold erased keys, blind indexes or digests; locks each table while it runs; needs "
+        "the owner's login (see docs/ERASURE.md)",
+        "peoplelog maintenance --json")

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         check_version,
         parse_timestamp,
     )
+    from ._maintenance import ERASURE_TABLES, CompactedTable, compact_after_erasure
     from ._read import check_keyring, read_person
     from ._rotation import (
         REWRAP_BATCH,
@@ -59,12 +60,14 @@ if TYPE_CHECKING:
 __all__ = [
     "BATCH_SIZE",
     "CID_PREFIX",
+    "ERASURE_TABLES",
     "FIRST_BATCH",
     "LANES",
     "MAX_ACTOR",
     "MAX_NAME",
     "MAX_REASON",
     "REWRAP_BATCH",
+    "CompactedTable",
     "Database",
     "ImportFile",
     "ImportSummary",
@@ -85,6 +88,7 @@ __all__ = [
     "cid_bytes",
     "cid_from_digest",
     "cid_of",
+    "compact_after_erasure",
     "connect",
     "envelope",
     "envelope_bytes",
@@ -110,6 +114,7 @@ _SOURCES = {
     "_import._summary": ("ImportSummary", "RowError"),
     "_inputs": ("MAX_ACTOR", "MAX_NAME", "MAX_REASON", "check_actor", "check_name",
                 "check_person_id", "check_reason", "check_version", "parse_timestamp"),
+    "_maintenance": ("ERASURE_TABLES", "CompactedTable", "compact_after_erasure"),
     "_read": ("check_keyring", "read_person"),
     "_rotation": ("REWRAP_BATCH", "KekEpoch", "RewrapSummary", "kek_epochs", "retire_kek",
                   "rewrap_data_keys"),

@@ -12,6 +12,7 @@ The server is a pgserver of this module's own, so its data directory and WAL can
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import tempfile
@@ -21,10 +22,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
-from _support import Figures
+from _support import Figures, run_main
 
 from peoplelog.fields import DataKey, KeyPurpose, Keyring
 from peoplelog.ledger import Database, Ledger, retire_kek, rewrap_data_keys
@@ -163,4 +165,51 @@ def test_retiring_every_kek_of_a_persons_life_puts_the_erasure_beyond_every_back
     figures.inputs_tried = after.candidates
     figures.details = {"files_scanned": after.files, "bytes_scanned": after.bytes,
                        "erased_recovered_before": 2, "erased_recovered_after": 0}
+    figures.write()
+
+
+def _relation_files(server: Server, conn: psycopg.Connection[Any], table: str) -> list[Path]:
+    """The data files of ``table`` and of its indexes (every segment)."""
+    paths = [row[0] for row in conn.execute(
+        "SELECT pg_relation_filepath(c.oid) FROM pg_class c WHERE c.oid = %s::regclass"
+        " OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = %s::regclass)",
+        (table, table))]
+    return [file for path in paths for file in sorted(server.pgdata.glob(f"{path}*"))]
+
+
+def _holds(files: list[Path], needle: bytes) -> bool:
+    return any(needle in path.read_bytes() for path in files if path.exists())
+
+
+def test_maintenance_rewrites_what_an_erasure_left_in_the_data_files(server: Server) -> None:
+    """An erased person's blind index and wrapped key stay in the table and index pages
+    until they are rewritten; ``peoplelog maintenance`` rewrites them."""
+    figures = Figures("erasure", "maintenance_data_files")
+    keyring = Keyring.generate()
+    email = f"gone-{uuid.uuid4().hex[:8]}@example.org"
+    with Ledger(Database(server.url, pool_size=1), keyring) as app:
+        person = app.create_person(email=email, name="Soon Gone").person_id
+        with psycopg.connect(server.url, autocommit=True) as conn:
+            wrapped = bytes(conn.execute("SELECT wrapped_key FROM person_keys"
+                                         " WHERE person_id = %s", (person,)).fetchone()[0])
+            digest = bytes(conn.execute("SELECT blind_index FROM email_lookup"
+                                        " WHERE person_id = %s", (person,)).fetchone()[0])
+            conn.execute("CHECKPOINT")  # the rows reach the data files
+        app.erase_person(person, actor="dpo", reason="request")
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+        lookup = _relation_files(server, conn, "email_lookup")
+        keys = _relation_files(server, conn, "person_keys")
+    assert _holds(lookup, digest) and _holds(keys, wrapped)  # deleted, still on the pages
+    done = run_main({"PEOPLELOG_DATABASE_URL": server.url}, ["maintenance", "--json"])
+    assert done.code == 0, done.stderr
+    tables = {t["table"] for t in json.loads(done.stdout)["tables"]}
+    assert {"email_lookup", "person_keys", "external_ids", "import_seen"} <= tables
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+        lookup = _relation_files(server, conn, "email_lookup")
+        keys = _relation_files(server, conn, "person_keys")
+    assert not _holds(lookup, digest) and not _holds(keys, wrapped)
+    figures.operations = 1
+    figures.details = {"tables": sorted(tables)}
     figures.write()
