@@ -345,6 +345,10 @@ class TestFormatDocRecipes:
                                     text=True, check=False)
             assert result.returncode == 0, result.stderr
             assert result.stdout == cid + "\n", (person_id, version)
+        canonical.write_bytes(b"")  # what a failed or empty query leaves: refused, not hashed
+        empty = subprocess.run(["sh", str(script), str(canonical)], capture_output=True,
+                               text=True, check=False)
+        assert empty.returncode == 1 and empty.stdout == "" and "empty" in empty.stderr
 
     def test_rows_sql_and_recompute_cids_py(
         self, written: list[VersionRef], database_url: str, tmp_path: Path
@@ -352,25 +356,56 @@ class TestFormatDocRecipes:
         with psycopg.connect(database_url) as connection:
             connection.adapters.register_loader("json", TextLoader)
             lines = [row[0] for row in connection.execute(recipe("rows.sql")).fetchall()]
-        assert len(lines) == len(written)
+        assert len(lines) == len(written) + 1 and json.loads(lines[-1]) == {
+            "rows": len(written)}
+        rows, end = lines[:-1], lines[-1]
         script = tmp_path / "recompute_cids.py"
         script.write_text(recipe("recompute_cids.py"), encoding="utf-8")
 
-        def run(stdin: str) -> subprocess.CompletedProcess[str]:
+        def run(*given: str) -> subprocess.CompletedProcess[str]:
             # -S: no site-packages, so the script can only use the standard library.
-            return subprocess.run([sys.executable, "-S", str(script)], input=stdin,
+            return subprocess.run([sys.executable, "-S", str(script)],
+                                  input="".join(f"{line}\n" for line in given),
                                   capture_output=True, text=True, encoding="utf-8",
                                   check=False)
 
-        good = run("\n".join(lines) + "\n")
+        good = run(*rows, end)
         assert good.returncode == 0, good.stdout + good.stderr
-        assert [line.split()[0] for line in good.stdout.splitlines()] == ["ok"] * len(lines)
+        assert [line.split()[0] for line in good.stdout.splitlines()] == (
+            ["ok"] * len(rows) + ["checked"])
 
-        tampered = json.loads(lines[0])
+        tampered = json.loads(rows[0])
         tampered["recorded_at"] += 1
-        bad = run(json.dumps(tampered) + "\n" + "\n".join(lines[1:]) + "\n")
+        bad = run(json.dumps(tampered), *rows[1:], end)
         assert bad.returncode == 1
         assert bad.stdout.splitlines()[0].startswith("MISMATCH")
+        # a recipe that checked nothing, or not everything, never reports success
+        for given, says in (((), "INCOMPLETE"), ((*rows,), "INCOMPLETE"),
+                            ((*rows[1:], end), "INCOMPLETE"), ((end, rows[0]), "UNCHECKABLE")):
+            failed = run(*given)
+            assert failed.returncode == 1 and says in failed.stdout, (given, failed.stdout)
+
+    def test_rows_sql_names_a_row_it_cannot_check(
+        self, written: list[VersionRef], database_url: str, tmp_path: Path
+    ) -> None:
+        """A timestamp without a microsecond count (``infinity``) comes out as null, and
+        the script refuses that row (exit 1) instead of stopping the query or passing."""
+        with psycopg.connect(database_url) as connection:
+            connection.adapters.register_loader("json", TextLoader)
+            connection.execute("CREATE TEMP TABLE people AS SELECT * FROM public.people")
+            connection.execute("UPDATE pg_temp.people SET recorded_at = 'infinity'"
+                               " WHERE version = 0 AND person_id = %s",
+                               (written[0].person_id,))
+            lines = [row[0] for row in connection.execute(recipe("rows.sql")).fetchall()]
+            connection.rollback()
+        script = tmp_path / "recompute_cids.py"
+        script.write_text(recipe("recompute_cids.py"), encoding="utf-8")
+        done = subprocess.run([sys.executable, "-S", str(script)],
+                              input="".join(f"{line}\n" for line in lines),
+                              capture_output=True, text=True, check=False)
+        assert done.returncode == 1
+        assert f"UNCHECKABLE {written[0].person_id} 0 no exact value for recorded_at" in (
+            done.stdout)
 
     def test_worked_example_matches_the_vectors(self) -> None:
         text = FORMAT_DOC.read_text(encoding="utf-8")
