@@ -143,6 +143,16 @@ def cmd_restore(args: argparse.Namespace) -> tuple[Any, int]:
     return ref.model_dump(mode="json"), EXIT_OK
 
 
+def cmd_rotate_key(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.ledger import check_person_id  # noqa: PLC0415
+
+    pid = check_person_id(args.person_id)
+    actor, reason = _who(args)
+    with open_ledger() as ledger:
+        ref = ledger.rotate_data_key(pid, actor=actor, reason=reason)
+    return ref.model_dump(mode="json"), EXIT_OK
+
+
 def cmd_find(args: argparse.Namespace) -> tuple[Any, int]:
     from peoplelog.fields import normalise_email  # noqa: PLC0415
 
@@ -223,6 +233,13 @@ def register(sub: Any, *, add: AddCommand) -> Any:
             "write the newest version the application wrote back over versions it did not "
             "write (no seal of the writer key); nothing when the newest is trusted",
             "peoplelog person restore PERSON_ID --actor ops --reason 'unattested v7'")
+    p.add_argument("person_id", metavar="PERSON_ID")
+    _who_arguments(p)
+
+    p = add(psub, "rotate-key", cmd_rotate_key,
+            "give the person a new data key (the old one may be compromised): their fields "
+            "are written again under it; older versions stay readable",
+            "peoplelog person rotate-key PERSON_ID --actor security --reason 'laptop lost'")
     p.add_argument("person_id", metavar="PERSON_ID")
     _who_arguments(p)
 

@@ -27,7 +27,7 @@ from peoplelog.schema import (
     VersionRef,
 )
 
-from . import _heads, _read, _records, _restore, _write
+from . import _heads, _read, _records, _rekey, _restore, _write
 from ._cache import TimedCache
 from ._import._importer import import_people
 from ._import._reading import ImportFile
@@ -302,6 +302,24 @@ class Ledger:
         self._claim_keys.drop(pid)
         return self.database.transaction(
             lambda conn: _restore.restore_locked(conn, keyring, pid, clean_actor, clean_reason))
+
+    def rotate_data_key(self, person_id: uuid.UUID | str, *, actor: str | None = None,
+                        reason: str | None = None) -> VersionRef:
+        """Give the person a new data key (their current one may be compromised): a
+        ``key_rotated`` version carries their fields encrypted under it; older versions stay
+        readable under the key their ciphertexts name."""
+        pid = check_person_id(person_id)
+        clean_actor, clean_reason = check_actor(actor), check_reason(reason)
+        keyring = self.keyring
+        self._heads.drop(pid)
+        self._claim_keys.drop(pid)
+        try:
+            return self.database.transaction(
+                lambda conn: _rekey.rotate_data_key(conn, keyring, pid, clean_actor,
+                                                    clean_reason))
+        finally:  # a write that raced the rotation may have cached the old key again
+            self._heads.drop(pid)
+            self._claim_keys.drop(pid)
 
     # --- reads ----------------------------------------------------------------------------
 

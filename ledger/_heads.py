@@ -151,13 +151,15 @@ def missing_key(person_id: uuid.UUID) -> DecryptionFailed:
         "damaged (`peoplelog verify` reports it as key_missing)")
 
 
-def load_data_key(conn: Conn, keyring: Keyring, person_id: uuid.UUID) -> DataKey:
-    """The person's newest data key; ``PersonErased`` when their chain ends in an erasure,
-    ``DecryptionFailed`` when the key is missing otherwise (a damaged key store)."""
+def load_data_key(conn: Conn, keyring: Keyring, person_id: uuid.UUID,
+                  key_version: int | None = None) -> DataKey:
+    """The person's newest data key (or the version ``key_version``, which older versions'
+    ciphertexts name after a data-key rotation); ``PersonErased`` when their chain ends in
+    an erasure, ``DecryptionFailed`` when the key is missing otherwise (a damaged store)."""
     row = conn.execute(
         "SELECT key_version, kek_id, wrapped_key FROM person_keys WHERE person_id = %s"
-        " ORDER BY key_version DESC LIMIT 1",
-        (person_id,),
+        " AND (%s::integer IS NULL OR key_version = %s) ORDER BY key_version DESC LIMIT 1",
+        (person_id, key_version, key_version),
     ).fetchone()
     if row is None:
         head = conn.execute(

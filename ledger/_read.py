@@ -153,9 +153,16 @@ def read_person(conn: Conn, keyring: Keyring | None, person_id: uuid.UUID,
     erased = erased_at is not None
     plain_email = plain_name = None
     if not erased and keyring is not None:
-        data_key = load_data_key(conn, keyring, person_id)
-        plain_email = _decrypt(data_key, "email", email)
-        plain_name = _decrypt(data_key, "name", name)
+        keys: dict[int | None, DataKey] = {}
+
+        def key_for(blob: bytes | None) -> DataKey:
+            version = None if blob is None else DataKey.key_version_of(bytes(blob))
+            if version not in keys:  # the version its ciphertext names (older versions keep
+                keys[version] = load_data_key(conn, keyring, person_id, version)  # theirs)
+            return keys[version]
+
+        plain_email = _decrypt(key_for(email), "email", email)
+        plain_name = _decrypt(key_for(name), "name", name)
     return PersonView(
         person_id=person_id, version=ver, cid=cid, prev=prev, op=op,
         email=plain_email, name=plain_name, has_password=password is not None,
@@ -186,6 +193,8 @@ def history(conn: Conn, person_id: uuid.UUID) -> list[HistoryEntry]:
             fields = dict(zip(("email", "name", "password", "verified_at"), row[7:], strict=True))
             if before is None:
                 changed = [k for k, v in fields.items() if v is not None]
+            elif row[3] == Op.KEY_ROTATED:  # the same values under a new key: no change
+                changed = []
             else:
                 changed = [k for k, v in fields.items() if v != before[k]]
             entries.append(HistoryEntry(

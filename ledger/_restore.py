@@ -12,7 +12,14 @@ from typing import Any, NamedTuple
 
 import psycopg
 
-from peoplelog.fields import Attestations, BlindIndex, KeyPurpose, Keyring, normalise_email
+from peoplelog.fields import (
+    Attestations,
+    BlindIndex,
+    DataKey,
+    KeyPurpose,
+    Keyring,
+    normalise_email,
+)
 from peoplelog.schema import (
     Op,
     PersonErased,
@@ -79,17 +86,31 @@ def restore_locked(conn: Conn, keyring: Keyring, person_id: uuid.UUID, actor: st
     if good.op == Op.ERASED:
         raise PersonErased(f"person {person_id} was erased; versions written after the "
                            "erasure are not the application's and nothing is restored")
-    data_key = load_data_key(conn, keyring, person_id)
-    email = None if good.email is None else data_key.decrypt("email", bytes(good.email))
+    newest = load_data_key(conn, keyring, person_id)
+
+    def current(field: str, blob: bytes | None) -> tuple[bytes | None, bytes | None]:
+        """The field's plaintext and its ciphertext under the newest data key (the stored
+        one when it is already: a version from before a data-key rotation is re-sealed)."""
+        if blob is None:
+            return None, None
+        blob = bytes(blob)
+        version = DataKey.key_version_of(blob)
+        if version == newest.version:
+            return newest.decrypt(field, blob), blob
+        value = load_data_key(conn, keyring, person_id, version).decrypt(field, blob)
+        return value, newest.encrypt(field, value)
+
+    email, email_ct = current("email", good.email)
     record = VersionRecord(
         person_id=person_id, version=head.version + 1, prev=head.cid, op=Op.RESTORED.value,
         recorded_at=max(now_micros(), to_micros(head.recorded_at)), actor=actor,
-        reason=reason, email=good.email, name=good.name, password=good.password,
+        reason=reason, email=email_ct, name=current("name", good.name)[1],
+        password=current("password", good.password)[1],
         verified_at=None if good.verified_at is None else to_micros(good.verified_at))
     cid = version_cid(record)
     insert_version(conn, record, cid, seal_of(keyring, cid))
     upsert_latest(conn, record, cid, chain[-1].recorded_at)
     blind = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
     digest = None if email is None else blind.digest(normalise_email(email.decode("utf-8")))
-    move_claim(conn, keyring, person_id, digest, good.email)
+    move_claim(conn, keyring, person_id, digest, record.email)
     return VersionRef(person_id=person_id, version=record.version, cid=cid)

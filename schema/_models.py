@@ -33,6 +33,8 @@ class Op(StrEnum):
     RESTORED = "restored"
     """The fields of the newest version the application wrote, written back over versions
     it did not write (no seal of its writer key)."""
+    KEY_ROTATED = "key_rotated"
+    """The same fields, encrypted under the person's next data key (a key rotation)."""
 
 
 @dataclass(frozen=True, slots=True)

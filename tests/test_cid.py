@@ -380,10 +380,10 @@ class TestFormatDocRecipes:
         assert bad.returncode == 1
         assert bad.stdout.splitlines()[0].startswith("MISMATCH")
         # a recipe that checked nothing, or not everything, never reports success
-        for given, says in (((), "INCOMPLETE"), ((*rows,), "INCOMPLETE"),
+        for lines_in, says in (((), "INCOMPLETE"), ((*rows,), "INCOMPLETE"),
                             ((*rows[1:], end), "INCOMPLETE"), ((end, rows[0]), "UNCHECKABLE")):
-            failed = run(*given)
-            assert failed.returncode == 1 and says in failed.stdout, (given, failed.stdout)
+            failed = run(*lines_in)
+            assert failed.returncode == 1 and says in failed.stdout, (lines_in, failed.stdout)
 
     def test_rows_sql_names_a_row_it_cannot_check(
         self, written: list[VersionRef], database_url: str, tmp_path: Path

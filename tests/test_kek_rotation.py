@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from conftest import Cli, create_database, drop_database
 
-from peoplelog.fields import Key, KeyPurpose, Keyring
+from peoplelog.fields import DataKey, Key, KeyPurpose, Keyring
 from peoplelog.ledger import (
     Database,
     Ledger,
@@ -268,3 +268,53 @@ def test_a_retired_kek_name_is_never_given_to_a_new_key(fresh: str) -> None:
         reused = Keyring({**keys, old_kek: impostor}, {**active, KeyPurpose.KEK: old_kek})
         with pytest.raises(KeyringError, match="never used before"):
             rewrap_data_keys(database, reused)
+
+
+# --- one person's data key ------------------------------------------------------------------
+
+
+def test_a_data_key_rotation_writes_the_fields_under_a_new_key_and_keeps_history_readable(
+        fresh: str) -> None:
+    keyring = Keyring.generate()
+    with Ledger(Database(fresh, pool_size=2), keyring) as app, \
+            psycopg.connect(fresh, autocommit=True) as owner:
+        ref = app.create_person(email="rekey@example.org", name="Before",
+                                password="correct horse battery")
+        app.update_person(ref.person_id, name="Still the old key")
+        rotated = app.rotate_data_key(ref.person_id, actor="security", reason="laptop lost")
+        assert rotated.version == 2 and rotated.written
+        head = owner.execute("SELECT op, email, name, password FROM people"
+                             " WHERE person_id = %s AND version = 2",
+                             (ref.person_id,)).fetchone()
+        assert head is not None and head[0] == "key_rotated"
+        assert {DataKey.key_version_of(bytes(blob)) for blob in head[1:]} == {2}
+        assert owner.execute("SELECT key_version FROM person_keys WHERE person_id = %s"
+                             " ORDER BY key_version", (ref.person_id,)).fetchall() == [
+            (1,), (2,)]
+        # every version reads, each under the key its ciphertexts name
+        assert [app.get_person(ref.person_id, v).name for v in (0, 1, 2)] == [
+            "Before", "Still the old key", "Still the old key"]
+        assert app.find_person("REKEY@example.org") == ref.person_id
+        assert app.authenticate("rekey@example.org", "correct horse battery") == ref.person_id
+        assert app.history(ref.person_id)[2].changed == []
+        later = app.update_person(ref.person_id, name="New key")
+        assert app.get_person(ref.person_id).name == "New key" and later.version == 3
+        stored = owner.execute("SELECT name FROM people WHERE person_id = %s AND version = 3",
+                               (ref.person_id,)).fetchone()
+        assert stored is not None and DataKey.key_version_of(bytes(stored[0])) == 2
+        app.erase_person(ref.person_id, actor="dpo")  # both keys go
+        assert owner.execute("SELECT count(*) FROM person_keys WHERE person_id = %s",
+                             (ref.person_id,)).fetchone() == (0,)
+
+
+def test_the_cli_rotates_a_persons_data_key(cli: Cli) -> None:
+    created = cli("person", "create", "--email", f"rk-{uuid.uuid4().hex[:6]}@example.org",
+                  "--name", "Cli Rekey", "--json")
+    assert created.code == 0, created.stderr
+    pid = created.json["person_id"]
+    done = cli("person", "rotate-key", pid, "--actor", "security", "--json")
+    assert done.code == 0, done.stderr
+    assert done.json["version"] == 1 and done.json["written"]
+    shown = cli("person", "show", pid, "--version", "0", "--json")
+    assert shown.code == 0 and shown.json["name"] == "Cli Rekey"
+    assert cli("person", "rotate-key", str(uuid.uuid4())).code == 3
