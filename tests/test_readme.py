@@ -43,10 +43,47 @@ def test_the_readme_python_examples_run_on_a_fresh_home(server_url: str,
         drop_database(server_url, url)
 
 
-@pytest.mark.parametrize("document", ["docs/AUDIT.md", "docs/FORMAT.md", "docs/SCALING.md"])
+@pytest.mark.parametrize("document", ["docs/AUDIT.md", "docs/ERASURE.md", "docs/FORMAT.md",
+                                      "docs/SCALING.md"])
 def test_the_docs_use_the_peoplelog_namespace(document: str) -> None:
     text = (ROOT / document).read_text(encoding="utf-8")
     stale = re.findall(r"(?m)^\s*(?:from|import) (?:ledger|fields|schema|projections)\b.*$",
                        text)
     stale += re.findall(r"python -m (?:ledger|fields|schema|projections)\b", text)
     assert stale == []
+
+
+def _shell_commands(text: str) -> list[list[str]]:
+    """The leading words of each ``peoplelog`` command in the shell blocks of ``text``."""
+    commands = []
+    for block in re.findall(r"```(?:sh|console)\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            found = re.search(r"(?:^|[|&;]\s*|\$ )peoplelog((?: [a-z][a-z-]*)*)", line)
+            if found:
+                commands.append(found[1].split())
+    return commands
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/AUDIT.md", "docs/ERASURE.md"])
+def test_every_command_the_docs_show_exists(document: str) -> None:
+    import argparse  # noqa: PLC0415
+
+    from peoplelog.cli import build_parser  # noqa: PLC0415
+
+    def choices(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return dict(action.choices)
+        return {}
+
+    commands = _shell_commands((ROOT / document).read_text(encoding="utf-8"))
+    assert commands or document == "docs/AUDIT.md"
+    for words in commands:
+        parser = build_parser()
+        for depth, word in enumerate(words):
+            known = choices(parser)
+            if not known:
+                break  # a command's own argument (a value in lower case)
+            assert word in known, (document, words, depth)
+            parser = known[word]
+        assert not choices(parser), (document, words, "names a group, not a command")

@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 import pytest
 from _support import Figures, run_main
+from conftest import create_database, drop_database
 
 from peoplelog.fields import DataKey, KeyPurpose, Keyring
 from peoplelog.ledger import Database, Ledger, retire_kek, rewrap_data_keys
@@ -187,28 +188,32 @@ def test_maintenance_rewrites_what_an_erasure_left_in_the_data_files(server: Ser
     figures = Figures("erasure", "maintenance_data_files")
     keyring = Keyring.generate()
     email = f"gone-{uuid.uuid4().hex[:8]}@example.org"
-    with Ledger(Database(server.url, pool_size=1), keyring) as app:
+    url = create_database(server.url, "maintenance")  # its own: another keyring
+    with psycopg.connect(url, autocommit=True) as conn:
+        apply_migrations(conn)
+    with Ledger(Database(url, pool_size=1), keyring) as app:
         person = app.create_person(email=email, name="Soon Gone").person_id
-        with psycopg.connect(server.url, autocommit=True) as conn:
+        with psycopg.connect(url, autocommit=True) as conn:
             wrapped = bytes(conn.execute("SELECT wrapped_key FROM person_keys"
                                          " WHERE person_id = %s", (person,)).fetchone()[0])
             digest = bytes(conn.execute("SELECT blind_index FROM email_lookup"
                                         " WHERE person_id = %s", (person,)).fetchone()[0])
             conn.execute("CHECKPOINT")  # the rows reach the data files
         app.erase_person(person, actor="dpo", reason="request")
-    with psycopg.connect(server.url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CHECKPOINT")
         lookup = _relation_files(server, conn, "email_lookup")
         keys = _relation_files(server, conn, "person_keys")
     assert _holds(lookup, digest) and _holds(keys, wrapped)  # deleted, still on the pages
-    done = run_main({"PEOPLELOG_DATABASE_URL": server.url}, ["maintenance", "--json"])
+    done = run_main({"PEOPLELOG_DATABASE_URL": url}, ["maintenance", "--json"])
     assert done.code == 0, done.stderr
     tables = {t["table"] for t in json.loads(done.stdout)["tables"]}
     assert {"email_lookup", "person_keys", "external_ids", "import_seen"} <= tables
-    with psycopg.connect(server.url, autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CHECKPOINT")
         lookup = _relation_files(server, conn, "email_lookup")
         keys = _relation_files(server, conn, "person_keys")
+    drop_database(server.url, url)
     assert not _holds(lookup, digest) and not _holds(keys, wrapped)
     figures.operations = 1
     figures.details = {"tables": sorted(tables)}
