@@ -160,6 +160,7 @@ def _export_findings(lines: Iterator[str], held: Checkpoint | None, key: Trusted
             if position is not None and (type(position) is not int or position < 0):
                 raise TypeError("position")
             envelope_bytes(record)
+            leaf = cid_leaf(cid)  # a cid that is no CID is a malformed line, not a crash
         except (KeyError, TypeError, ValueError, AttributeError, InvalidInput):
             yield Finding(kind="malformed_line", person_id=_NIL, version=None,
                           detail=f"line {number} is not a well-formed version")
@@ -173,7 +174,7 @@ def _export_findings(lines: Iterator[str], held: Checkpoint | None, key: Trusted
         if not sequenced or position != frontier.size:
             yield Finding(kind="log_gap", person_id=record.person_id, version=record.version,
                           detail=f"log position {frontier.size} expected, found {position}")
-        frontier.append(leaf_hash(cid_leaf(cid)))
+        frontier.append(leaf_hash(leaf))
         exported = checkpoints.get(frontier.size)
         if exported is not None and exported[0] != frontier.root():
             yield Finding(kind="checkpoint_mismatch", person_id=_NIL, version=None,

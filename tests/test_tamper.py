@@ -540,6 +540,16 @@ def test_a_tampered_export_line_is_a_cid_mismatch(case: Case) -> None:
     assert_found(result, "cid_mismatch", case.ids["bob"], 1)
 
 
+def test_an_export_line_whose_cid_is_no_cid_is_a_finding_not_a_crash(case: Case) -> None:
+    lines = export(case)
+    index, item = version_lines(lines)[3]
+    item["cid"] = "not-a-cid"
+    lines[index] = json.dumps(item, ensure_ascii=False) + "\n"
+    result = verify_export(case, lines)
+    assert result.code == 1, result.stderr
+    assert "malformed_line" in kinds(result)
+
+
 def test_a_truncated_export_is_found_against_the_held_checkpoint(case: Case) -> None:
     lines = export(case)
     # Drop the versions after position 7 and every checkpoint that would cover them.
