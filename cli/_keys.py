@@ -1,5 +1,6 @@
 """CLI commands for the keyring: the verifier key, adding keys, and the key-encryption-key
-rotation that carries erasure into backups (rotate-kek, retire-kek, epochs)."""
+rotation that carries erasure into backups (rotate-kek, retire-kek, epochs), and the
+blind-index key rotation (add-blind-key, rotate-blind-index, retire-blind-key)."""
 
 from __future__ import annotations
 
@@ -87,6 +88,41 @@ def cmd_rotate_kek(args: argparse.Namespace) -> tuple[Any, int]:
     return {**summary.as_dict(), "added": added}, EXIT_OK
 
 
+def cmd_keys_add_blind(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.fields import KeyPurpose  # noqa: PLC0415
+
+    return _add_key(KeyPurpose.BLIND_INDEX, rotate=True), EXIT_OK
+
+
+def cmd_rotate_blind_index(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.fields import KeyPurpose  # noqa: PLC0415
+    from peoplelog.ledger import REINDEX_BATCH, reindex_claims  # noqa: PLC0415
+    from peoplelog.schema.errors import InvalidInput  # noqa: PLC0415
+
+    if args.batch_size is not None and args.batch_size < 1:
+        raise InvalidInput("--batch-size must be at least 1")
+    added = (_add_key(KeyPurpose.BLIND_INDEX, rotate=True)["key_id"] if args.add_key
+             else None)
+    with open_database() as database, progress("re-indexing", unit="claims") as update:
+        summary = reindex_claims(database, settings().keyring(),
+                                 batch_size=args.batch_size or REINDEX_BATCH, progress=update)
+    return {**summary.as_dict(), "added": added}, EXIT_OK
+
+
+def cmd_retire_blind_key(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.ledger import retire_blind_key  # noqa: PLC0415
+
+    _keyring_file_only("remove the key there once no claim uses it")
+    config = settings()
+    with open_database() as database:
+        remaining, forgotten = retire_blind_key(
+            database, config.keyring(), args.key_id,
+            forget_external_ids=args.forget_external_ids)
+    remaining.replace_file(config.keyring_file)
+    return {"key_id": args.key_id, "retired": True,
+            "external_ids_forgotten": forgotten}, EXIT_OK
+
+
 _DURATION = re.compile(r"^(\d{1,6})([dh]?)$")
 
 
@@ -128,7 +164,8 @@ def cmd_epochs(args: argparse.Namespace) -> tuple[Any, int]:
 
 def register(sub: Any, *, add: AddCommand) -> None:
     """Add the ``keys`` group to the top-level subparsers."""
-    keys = add_group(sub, "keys", "the keyring: verifier key, new keys, KEK rotation",
+    keys = add_group(sub, "keys",
+                     "the keyring: verifier key, new keys, KEK and blind-index rotation",
                      "peoplelog keys public > verifier.key", dest="keys_command")
     add(keys, "public", cmd_keys_public,
         "print the verifier key that checks checkpoint signatures",
@@ -166,6 +203,28 @@ def register(sub: Any, *, add: AddCommand) -> None:
     p.add_argument("--retention", type=_duration, required=True, metavar="DURATION",
                    help="how long backups and WAL archives are kept (30d, 12h, 0): refused "
                         "until that long after the key was drained")
+    add(keys, "add-blind-key", cmd_keys_add_blind,
+        "add a new blind-index key to the keyring file and make it active (new email claims "
+        "use it once applications load the file; lookups try every key of the keyring)",
+        "peoplelog keys add-blind-key")
+    p = add(keys, "rotate-blind-index", cmd_rotate_blind_index,
+            "move every email claim under an older blind-index key to the active one "
+            "(online: lookups go on; in batches, resumable: run it again; needs the owner's "
+            "login)", "peoplelog keys add-blind-key && peoplelog keys rotate-blind-index --json")
+    p.add_argument("--add-key", action="store_true",
+                   help="add a new blind-index key first (only when no running application "
+                        "holds the old keyring: it could not find the claims moved)")
+    p.add_argument("--batch-size", type=int, metavar="N",
+                   help="persons per transaction (default 500)")
+    p = add(keys, "retire-blind-key", cmd_retire_blind_key,
+            "remove an older blind-index key no claim uses any more from the database's "
+            "records and the keyring file",
+            "peoplelog keys retire-blind-key blind-index-1")
+    p.add_argument("key_id", metavar="KEY_ID")
+    p.add_argument("--forget-external-ids", action="store_true",
+                   help="delete the imported external ids hashed under the key (they cannot "
+                        "be hashed again without the ids; an import then matches those "
+                        "records by email)")
     add(keys, "epochs", cmd_epochs,
         "each key-encryption key's epoch: activated, drained, retired, live data keys",
         "peoplelog keys epochs --json")

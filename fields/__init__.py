@@ -12,7 +12,13 @@ from peoplelog.schema.lazy import lazy_exports
 if TYPE_CHECKING:
     from ._attest import ATTESTATION_LABEL, CLAIM_LABEL, Attestations, Attestor
     from ._cipher import FIELDS, DataKey, NewPersonSealer
-    from ._email import NORMALISATION_VERSION, BlindIndex, NormalisedEmail, normalise_email
+    from ._email import (
+        NORMALISATION_VERSION,
+        BlindIndex,
+        BlindIndexes,
+        NormalisedEmail,
+        normalise_email,
+    )
     from ._keyed import KeyedHash
     from ._keyring import KEYRING_FORMAT, REQUIRED_PURPOSES, Key, KeyPurpose, Keyring
     from ._password import MAX_PASSWORD, MIN_PASSWORD, PasswordHasher, check_password_policy
@@ -32,6 +38,7 @@ __all__ = [
     "Attestations",
     "Attestor",
     "BlindIndex",
+    "BlindIndexes",
     "DataKey",
     "Key",
     "KeyPurpose",
@@ -49,7 +56,8 @@ __all__ = [
 _SOURCES = {
     "_attest": ("ATTESTATION_LABEL", "CLAIM_LABEL", "Attestations", "Attestor"),
     "_cipher": ("FIELDS", "DataKey", "NewPersonSealer"),
-    "_email": ("NORMALISATION_VERSION", "BlindIndex", "NormalisedEmail", "normalise_email"),
+    "_email": ("NORMALISATION_VERSION", "BlindIndex", "BlindIndexes", "NormalisedEmail",
+               "normalise_email"),
     "_keyed": ("KeyedHash",),
     "_keyring": ("KEYRING_FORMAT", "REQUIRED_PURPOSES", "Key", "KeyPurpose", "Keyring"),
     "_password": ("MAX_PASSWORD", "MIN_PASSWORD", "PasswordHasher", "check_password_policy"),

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import weakref
 
 import email_validator
 
 from peoplelog.schema import InvalidInput
 
 from ._keyed import KeyedHash
-from ._keyring import Key, KeyPurpose
+from ._keyring import Key, KeyPurpose, Keyring
 
-__all__ = ["NORMALISATION_VERSION", "BlindIndex", "NormalisedEmail", "normalise_email"]
+__all__ = ["NORMALISATION_VERSION", "BlindIndex", "BlindIndexes", "NormalisedEmail",
+           "normalise_email"]
 
 NORMALISATION_VERSION = 1
 MAX_EMAIL_INPUT = 320
@@ -172,3 +174,46 @@ class BlindIndex:
     def external_id_digest(self, external_id: str) -> bytes:
         """Keyed hash of an imported record's external id."""
         return self._digest(_EXTERNAL_ID_PREFIX + external_id.encode())
+
+
+class BlindIndexes:
+    """A keyring's blind indexes: the active key's, under which every new claim is made,
+    and the older keys' still in the keyring, under which claims made before a blind-index
+    rotation stay until ``rotate_blind_index`` has moved them. A lookup tries each; an email
+    is free only when no key's digest of it is claimed."""
+
+    __slots__ = ("__weakref__", "active", "older")
+
+    def __init__(self, keyring: Keyring) -> None:
+        self.active = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
+        older = [key for key in keyring.all_of(KeyPurpose.BLIND_INDEX)
+                 if key.id != self.active.key.id]
+        older.sort(key=lambda key: (key.created_at, key.id), reverse=True)  # newest first
+        self.older = tuple(BlindIndex(key) for key in older)
+
+    def __repr__(self) -> str:
+        return (f"BlindIndexes(active={self.active.key.id!r}, "
+                f"older={[blind.key.id for blind in self.older]!r})")
+
+    @classmethod
+    def of(cls, keyring: Keyring) -> BlindIndexes:
+        """The blind indexes of ``keyring``, made once per keyring."""
+        found = _INDEXES.get(keyring)
+        if found is None:
+            found = _INDEXES[keyring] = cls(keyring)
+        return found
+
+    @property
+    def all(self) -> tuple[BlindIndex, ...]:
+        """The active blind index, then the older ones, newest first."""
+        return (self.active, *self.older)
+
+    def older_digests(self, email: NormalisedEmail) -> tuple[bytes, ...]:
+        """``email``'s digests under the older keys (none outside a rotation)."""
+        return tuple(blind.digest(email) for blind in self.older)
+
+    def older_id_digests(self, external_id: str) -> tuple[bytes, ...]:
+        return tuple(blind.external_id_digest(external_id) for blind in self.older)
+
+
+_INDEXES: weakref.WeakKeyDictionary[Keyring, BlindIndexes] = weakref.WeakKeyDictionary()

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     )
     from ._maintenance import ERASURE_TABLES, CompactedTable, compact_after_erasure
     from ._read import check_keyring, read_person
+    from ._reindex import REINDEX_BATCH, ReindexSummary, reindex_claims, retire_blind_key
     from ._rotation import (
         REWRAP_BATCH,
         KekEpoch,
@@ -66,6 +67,7 @@ __all__ = [
     "MAX_ACTOR",
     "MAX_NAME",
     "MAX_REASON",
+    "REINDEX_BATCH",
     "REWRAP_BATCH",
     "CompactedTable",
     "Database",
@@ -74,6 +76,7 @@ __all__ = [
     "KekEpoch",
     "KeysWanted",
     "Ledger",
+    "ReindexSummary",
     "RewrapSummary",
     "RowError",
     "Settings",
@@ -99,6 +102,8 @@ __all__ = [
     "parse_timestamp",
     "read_person",
     "record_of_envelope",
+    "reindex_claims",
+    "retire_blind_key",
     "retire_kek",
     "rewrap_data_keys",
     "version_cid",
@@ -116,6 +121,7 @@ _SOURCES = {
                 "check_person_id", "check_reason", "check_version", "parse_timestamp"),
     "_maintenance": ("ERASURE_TABLES", "CompactedTable", "compact_after_erasure"),
     "_read": ("check_keyring", "read_person"),
+    "_reindex": ("REINDEX_BATCH", "ReindexSummary", "reindex_claims", "retire_blind_key"),
     "_rotation": ("REWRAP_BATCH", "KekEpoch", "RewrapSummary", "kek_epochs", "retire_kek",
                   "rewrap_data_keys"),
     "_settings": ("Settings",),

@@ -10,9 +10,8 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 from peoplelog.fields import (
-    BlindIndex,
+    BlindIndexes,
     DataKey,
-    KeyPurpose,
     Keyring,
     NormalisedEmail,
     PasswordHasher,
@@ -59,7 +58,7 @@ class Ledger:
         self.database = database
         self._keyring = keyring
         self._keyring_checked = False
-        self._blind: BlindIndex | None = None
+        self._blind: BlindIndexes | None = None
         self._hasher = PasswordHasher()
         self._heads = _heads.HeadCache()
         self._claim_keys: TimedCache[uuid.UUID, tuple[_heads.Wrapped, DataKey]] = TimedCache()
@@ -380,10 +379,15 @@ class Ledger:
 
     def _claimant(self, email: NormalisedEmail, query: str) -> _read.Claimant | None:
         """The person ``email``'s claim names, confirmed against their chain head; None
-        when nobody claims it."""
-        digest = self._blind_index().digest(email)
-        row = self.database.fetch_one(query, (digest,))
-        if row is None:
+        when nobody claims it. During a blind-index rotation a claim may still be under an
+        older key of the keyring: each key's digest is tried, the active key's first."""
+        blinds = self._blind_indexes()
+        for blind in blinds.all:
+            digest = blind.digest(email)
+            row = self.database.fetch_one(query, (digest,))
+            if row is not None:
+                break
+        else:
             return None
         claimant = _read.Claimant(*row)
 
@@ -411,9 +415,9 @@ class Ledger:
 
     # --- helpers --------------------------------------------------------------------------
 
-    def _blind_index(self) -> BlindIndex:
+    def _blind_indexes(self) -> BlindIndexes:
         if self._blind is None:
-            self._blind = BlindIndex(self.keyring.active(KeyPurpose.BLIND_INDEX))
+            self._blind = BlindIndexes.of(self.keyring)
         return self._blind
 
     def _run(self, work: Callable[[Conn], T]) -> T:

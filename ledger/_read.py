@@ -11,6 +11,7 @@ import psycopg
 from peoplelog.fields import (
     Attestations,
     BlindIndex,
+    BlindIndexes,
     DataKey,
     KeyPurpose,
     Keyring,
@@ -209,9 +210,15 @@ def history(conn: Conn, person_id: uuid.UUID) -> list[HistoryEntry]:
 
 def find_person_id(conn: Conn, keyring: Keyring | BlindIndex,
                    email: NormalisedEmail) -> uuid.UUID | None:
-    blind = keyring if isinstance(keyring, BlindIndex) else BlindIndex(
-        keyring.active(KeyPurpose.BLIND_INDEX))
-    return person_by_blind_index(conn, blind.digest(email))
+    """The person claiming ``email`` as ``email_lookup`` has it (not confirmed against the
+    chain: ``Ledger.find_person`` is); with a keyring, each of its blind-index keys is
+    tried, the active one first (claims may still be under an older key in a rotation)."""
+    blinds = (keyring,) if isinstance(keyring, BlindIndex) else BlindIndexes.of(keyring).all
+    for blind in blinds:
+        found = person_by_blind_index(conn, blind.digest(email))
+        if found is not None:
+            return found
+    return None
 
 
 def person_by_blind_index(conn: Conn, digest: bytes) -> uuid.UUID | None:
@@ -235,11 +242,23 @@ def check_keyring(conn: Conn, keyring: Keyring) -> None:
     """Refuse a keyring that does not fit the keys this database was written with.
 
     Each key id's fingerprint is recorded on first use. A recorded key that the keyring also
-    holds must have the same fingerprint, and every recorded blind-index key must be present
-    (without it, lookups and one-email-per-person silently stop working).
+    holds must have the same fingerprint, every recorded blind-index key must be present
+    (without it, lookups and one-email-per-person silently stop working), and the active
+    blind-index key must be the newest recorded one (claims under an older key are refused
+    by the database once a newer one is recorded).
+
+    Recording a new blind-index key (the start of a blind-index rotation) first waits for
+    every claim in flight (a SHARE lock on ``email_lookup``): from then on, a claim under
+    an older key is refused, and every earlier one is visible to a check for taken emails.
     """
     with conn.transaction():
         _check_recorded_keys(conn, keyring)
+        blind = keyring.active(KeyPurpose.BLIND_INDEX)
+        blind_keys = [row[0] for row in conn.execute(
+            "SELECT key_id FROM peoplelog_key_checks WHERE purpose = %s"
+            " ORDER BY first_used, key_id", (KeyPurpose.BLIND_INDEX.value,))]
+        if blind_keys and blind.id not in blind_keys:
+            conn.execute("LOCK TABLE email_lookup IN SHARE MODE")
         for key in keyring.active_keys():
             conn.execute(
                 "INSERT INTO peoplelog_key_checks (key_id, purpose, fingerprint)"
@@ -247,6 +266,11 @@ def check_keyring(conn: Conn, keyring: Keyring) -> None:
                 (key.id, key.purpose.value, key.fingerprint),
             )
         _check_recorded_keys(conn, keyring)
+        if blind_keys and blind.id in blind_keys and blind_keys[-1] != blind.id:
+            raise KeyringError(
+                f"keyring {keyring.source} makes blind-index key {blind.id!r} active, but "
+                f"this database already indexes emails under the newer {blind_keys[-1]!r}: "
+                "make that one active")
 
 
 def _check_recorded_keys(conn: Conn, keyring: Keyring) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import psycopg
 
-from peoplelog.fields import BlindIndex, KeyPurpose, Keyring, normalise_email
+from peoplelog.fields import Keyring, normalise_email
 from peoplelog.schema import (
     FORMAT_VERSION,
     InvalidInput,
@@ -105,11 +105,8 @@ def append_record(conn: Conn, keyring: Keyring, record: VersionRecord) -> Versio
     insert_version(conn, record, cid, seal_of(keyring, cid))
     upsert_latest(conn, record, cid, head.created_at)
     if record.email != head.email:
-        blind = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
-        digest = None
-        if plain_email is not None:
-            digest = blind.digest(normalise_email(plain_email.decode()))
-        move_claim(conn, keyring, record.person_id, digest, record.email)
+        email = None if plain_email is None else normalise_email(plain_email.decode())
+        move_claim(conn, keyring, record.person_id, email, record.email)
     return VersionRef(person_id=record.person_id, version=record.version, cid=cid)
 
 

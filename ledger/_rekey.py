@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from peoplelog.fields import BlindIndex, DataKey, KeyPurpose, Keyring, normalise_email
+from peoplelog.fields import DataKey, KeyPurpose, Keyring, normalise_email
 from peoplelog.schema import Op, VersionRecord, VersionRef
 
 from ._cid import version_cid
@@ -64,7 +64,6 @@ def rotate_data_key(conn: Conn, keyring: Keyring, person_id: uuid.UUID, actor: s
                  (person_id, new_key.version, kek.id,
                   DataKey.wrap(person_id, new_key.version, secret, kek)))
     if email is not None:  # the claim's seal covers the email ciphertext: sealed again
-        blind = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
-        move_claim(conn, keyring, person_id,
-                   blind.digest(normalise_email(email.decode("utf-8"))), record.email)
+        move_claim(conn, keyring, person_id, normalise_email(email.decode("utf-8")),
+                   record.email)
     return VersionRef(person_id=person_id, version=record.version, cid=cid)

@@ -14,9 +14,7 @@ import psycopg
 
 from peoplelog.fields import (
     Attestations,
-    BlindIndex,
     DataKey,
-    KeyPurpose,
     Keyring,
     normalise_email,
 )
@@ -110,7 +108,6 @@ def restore_locked(conn: Conn, keyring: Keyring, person_id: uuid.UUID, actor: st
     cid = version_cid(record)
     insert_version(conn, record, cid, seal_of(keyring, cid))
     upsert_latest(conn, record, cid, chain[-1].recorded_at)
-    blind = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
-    digest = None if email is None else blind.digest(normalise_email(email.decode("utf-8")))
-    move_claim(conn, keyring, person_id, digest, record.email)
+    move_claim(conn, keyring, person_id,
+               None if email is None else normalise_email(email.decode("utf-8")), record.email)
     return VersionRef(person_id=person_id, version=record.version, cid=cid)

@@ -4,6 +4,7 @@ and updates the projections (``people_latest``, ``email_lookup``) with it."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,7 +13,7 @@ import psycopg
 
 from peoplelog.fields import (
     Attestor,
-    BlindIndex,
+    BlindIndexes,
     DataKey,
     KeyPurpose,
     Keyring,
@@ -105,12 +106,17 @@ stored data key still is the one the version was encrypted with."""
 
 
 def set_lookup(conn: Conn, person_id: uuid.UUID, digest: bytes | None, blind_key_id: str,
-               claim: Seal | None) -> None:
+               claim: Seal | None, *, older: Sequence[bytes] = ()) -> None:
     """Move the person's email claim to ``digest``, with its seal (``claim_seal``); no claim
-    when ``digest`` is None."""
+    when ``digest`` is None. ``older``: the same email's digests under older blind-index
+    keys (during a rotation), which another person's claim may still use."""
     conn.execute("DELETE FROM email_lookup WHERE person_id = %s", (person_id,))
     if digest is None or claim is None:
         return
+    if older and conn.execute(
+        "SELECT 1 FROM email_lookup WHERE blind_index = ANY(%s) LIMIT 1", (list(older),)
+    ).fetchone() is not None:
+        raise EmailTaken("email is already registered to another person")
     claimed = conn.execute(
         "INSERT INTO email_lookup (blind_index, person_id, key_id, norm, claim_key, claim)"
         " VALUES (%s, %s, %s, 1, %s, %s) ON CONFLICT (blind_index) DO NOTHING",
@@ -130,11 +136,18 @@ def claim_seal(keyring: Keyring, digest: bytes, person_id: uuid.UUID,
     return attestor.key_id, attestor.seal_claim(digest, person_id.bytes, email)
 
 
-def move_claim(conn: Conn, keyring: Keyring, person_id: uuid.UUID, digest: bytes | None,
-               email: bytes | None) -> None:
-    """``set_lookup`` under the keyring's active blind-index key, sealed."""
-    claim = None if digest is None else claim_seal(keyring, digest, person_id, email)
-    set_lookup(conn, person_id, digest, keyring.active(KeyPurpose.BLIND_INDEX).id, claim)
+def move_claim(conn: Conn, keyring: Keyring, person_id: uuid.UUID,
+               email: NormalisedEmail | None, ciphertext: bytes | None) -> None:
+    """``set_lookup`` of ``email`` under the keyring's active blind-index key, sealed over
+    ``ciphertext`` (the version's email), refused while an older key's claim holds it."""
+    if email is None:
+        set_lookup(conn, person_id, None, "", None)
+        return
+    blinds = BlindIndexes.of(keyring)
+    digest = blinds.active.digest(email)
+    set_lookup(conn, person_id, digest, blinds.active.key.id,
+               claim_seal(keyring, digest, person_id, ciphertext),
+               older=blinds.older_digests(email))
 
 
 Seal = tuple[str, bytes]
@@ -191,6 +204,8 @@ class NewPerson:
     blind_key_id: str
     seal: Seal
     claim: Seal | None
+    older: tuple[bytes, ...] = ()
+    """The email's digests under older blind-index keys, during a rotation."""
 
 
 def prepare_new_person(
@@ -208,7 +223,8 @@ def prepare_new_person(
     person_id = person_id or uuid.uuid4()
     data_key, secret = DataKey.generate(person_id)
     kek = keyring.active(KeyPurpose.KEK)
-    blind = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
+    blinds = BlindIndexes.of(keyring)
+    blind = blinds.active
     record = VersionRecord(
         person_id=person_id,
         version=0,
@@ -235,6 +251,7 @@ def prepare_new_person(
         blind_index=digest,
         blind_key_id=blind.key.id,
         claim=claim_seal(keyring, digest, person_id, record.email),
+        older=blinds.older_digests(email),
     )
 
 
@@ -265,7 +282,8 @@ def insert_new_person(conn: Conn, new: NewPerson) -> VersionRef:
         (record.person_id, new.kek_id, new.wrapped_key),
     )
     upsert_latest(conn, record, new.cid, from_micros(record.recorded_at))
-    set_lookup(conn, record.person_id, new.blind_index, new.blind_key_id, new.claim)
+    set_lookup(conn, record.person_id, new.blind_index, new.blind_key_id, new.claim,
+               older=new.older)
     return VersionRef(person_id=record.person_id, version=0, cid=new.cid)
 
 
@@ -431,8 +449,7 @@ def change_locked(conn: Conn, keyring: Keyring, person_id: uuid.UUID, change: Ch
     upsert_latest(conn, record, cid, head.created_at)
     if new_email is not None and change.email is not None:  # the claim is resealed over
         # the new ciphertext even when the mailbox is the same (a changed local-part case)
-        blind = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
-        move_claim(conn, keyring, person_id, blind.digest(change.email), record.email)
+        move_claim(conn, keyring, person_id, change.email, record.email)
     verified = None if record.verified_at is None else from_micros(record.verified_at)
     new_head = _next_head(head, record, cid, from_micros(record.recorded_at), verified)
     assert wrapped is not None  # unwrap refused a missing key

@@ -5,7 +5,9 @@ from the first version and ``erased_at`` set when the newest version is ``erased
 ``email_lookup`` holds one claim (the blind index of the normalised email) per person who is
 not erased and has an email. Without keys only the lookup's shape can be checked (claims
 point at existing, non-erased persons, at most one each, and every such person with an email
-has one); with keys every claim is recomputed.
+has one); with keys every claim is recomputed, and a claim is accepted under the active
+blind-index key or, while a blind-index rotation moves claims, under an older key of the
+keyring (``claim_outdated`` when its recorded key is not the one its digest is under).
 
 Both operations work in SQL: the fold is compared with ``people_latest`` by a full join that
 returns only the differences, and recomputed claims are streamed (server-side cursor, in
@@ -27,11 +29,12 @@ from pydantic import BaseModel
 from peoplelog.fields import (
     NORMALISATION_VERSION,
     Attestor,
-    BlindIndex,
+    BlindIndexes,
     DataKey,
     Key,
     KeyPurpose,
     Keyring,
+    NormalisedEmail,
     normalise_email,
 )
 from peoplelog.ledger import check_keyring
@@ -124,25 +127,34 @@ ORDER BY f.person_id
 _CLAIMS_NOT_EXPECTED = f"""
 SELECT l.person_id, s.person_id IS NULL, s.version, s.erased, s.undecidable,
        (SELECT min(o.person_id::text) FROM {_CLAIMS} AS o
-        WHERE o.blind_index = l.blind_index)
+        WHERE o.blind_index = l.blind_index OR l.blind_index = ANY(o.older))
 FROM email_lookup AS l
 LEFT JOIN {_CLAIMS} AS s ON s.person_id = l.person_id
 WHERE NOT EXISTS (SELECT 1 FROM {_CLAIMS} AS e
-                  WHERE e.blind_index = l.blind_index AND e.person_id = l.person_id)
+                  WHERE e.person_id = l.person_id
+                    AND (e.blind_index = l.blind_index OR l.blind_index = ANY(e.older)))
 ORDER BY l.person_id
 """  # noqa: S608 - fixed table name
 
 _CLAIMS_MISSING = f"""
 SELECT e.person_id, e.version FROM {_CLAIMS} AS e
 WHERE e.blind_index IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM email_lookup AS l WHERE l.blind_index = e.blind_index)
+  AND NOT EXISTS (SELECT 1 FROM email_lookup AS l
+                  WHERE l.blind_index = e.blind_index OR l.blind_index = ANY(e.older))
 ORDER BY e.person_id
 """  # noqa: S608 - fixed table name
 
 _CLAIMS_OUTDATED = f"""
-SELECT e.person_id, e.version, l.key_id, l.norm FROM {_CLAIMS} AS e
-JOIN email_lookup AS l ON l.blind_index = e.blind_index AND l.person_id = e.person_id
-WHERE l.key_id <> %(key_id)s OR l.norm <> %(norm)s
+SELECT e.person_id, e.version, l.key_id, l.norm,
+       CASE WHEN l.blind_index = e.blind_index THEN %(key_id)s
+            ELSE (%(older)s::text[])[array_position(e.older, l.blind_index)] END
+FROM {_CLAIMS} AS e
+JOIN email_lookup AS l ON l.person_id = e.person_id
+                      AND (l.blind_index = e.blind_index OR l.blind_index = ANY(e.older))
+WHERE l.norm <> %(norm)s
+   OR l.key_id IS DISTINCT FROM
+      CASE WHEN l.blind_index = e.blind_index THEN %(key_id)s
+           ELSE (%(older)s::text[])[array_position(e.older, l.blind_index)] END
 ORDER BY e.person_id
 """  # noqa: S608 - fixed table name
 
@@ -307,16 +319,18 @@ def _claim_findings(conn: Conn, keyring: Keyring) -> Iterator[Finding]:
     for pid, version in _stream(conn, "peoplelog_claims_missing", _CLAIMS_MISSING):
         yield Finding(kind="claim_missing", person_id=pid, version=version,
                       detail="email_lookup has no claim for this person's current email")
-    blind_key = keyring.active(KeyPurpose.BLIND_INDEX).id
-    for pid, version, key_id, norm in _stream(
+    blinds = BlindIndexes.of(keyring)
+    for pid, version, key_id, norm, hashed_by in _stream(
         conn, "peoplelog_claims_outdated", _CLAIMS_OUTDATED,
-        {"key_id": blind_key, "norm": NORMALISATION_VERSION},
+        {"key_id": blinds.active.key.id, "norm": NORMALISATION_VERSION,
+         "older": [blind.key.id for blind in blinds.older]},
     ):
         yield Finding(kind="claim_outdated", person_id=pid, version=version,
-                      detail="the claim is recorded with another blind-index key or "
-                             "normalisation than the active ones",
+                      detail="the claim is recorded with another blind-index key than the "
+                             "one its digest is under, or another normalisation than the "
+                             "active one",
                       stored=f"{key_id} norm {norm}",
-                      computed=f"{blind_key} norm {NORMALISATION_VERSION}")
+                      computed=f"{hashed_by} norm {NORMALISATION_VERSION}")
     for pid, version, others in _stream(conn, "peoplelog_claims_conflict", _CLAIMS_CONFLICTING):
         yield Finding(kind="claim_conflict", person_id=pid, version=version,
                       detail="this person's current email is also the current email of "
@@ -339,9 +353,10 @@ def _load_claims(conn: Conn, keyring: Keyring, tally: _Tally, progress: Progress
     conn.execute(
         f"CREATE TEMPORARY TABLE {_CLAIMS} (person_id uuid NOT NULL, version integer NOT NULL,"
         " erased boolean NOT NULL, undecidable boolean NOT NULL, blind_index bytea,"
-        " claim_key text, claim bytea) ON COMMIT DROP"
+        " claim_key text, claim bytea, older bytea[]) ON COMMIT DROP"
     )
     emails = _Emails(keyring)
+    blinds = BlindIndexes.of(keyring)
     attestor = Attestor.of(keyring)
     with conn.cursor(name="peoplelog_emails") as source:
         source.execute(_EMAILS, {"erased": Op.ERASED.value})
@@ -349,11 +364,13 @@ def _load_claims(conn: Conn, keyring: Keyring, tally: _Tally, progress: Progress
             batch = []
             for pid, version, erased, email, key_version, kek_id, wrapped in rows:
                 digest: bytes | None = None
+                older: list[bytes] | None = None
                 undecidable = False
                 if not erased and email is not None:
-                    problem = emails.digest(pid, bytes(email), (key_version, kek_id, wrapped))
-                    if isinstance(problem, bytes):
-                        digest = problem
+                    problem = emails.read(pid, bytes(email), (key_version, kek_id, wrapped))
+                    if not isinstance(problem, str):
+                        digest = blinds.active.digest(problem)
+                        older = list(blinds.older_digests(problem)) or None
                         tally.claims += 1
                     else:
                         undecidable = True
@@ -362,10 +379,10 @@ def _load_claims(conn: Conn, keyring: Keyring, tally: _Tally, progress: Progress
                 claim = None if digest is None or email is None else attestor.seal_claim(
                     digest, pid.bytes, bytes(email))
                 batch.append((pid, version, erased, undecidable, digest,
-                              None if claim is None else attestor.key_id, claim))
+                              None if claim is None else attestor.key_id, claim, older))
             with conn.cursor() as cur, cur.copy(
                 f"COPY {_CLAIMS} (person_id, version, erased, undecidable, blind_index,"
-                " claim_key, claim) FROM STDIN"
+                " claim_key, claim, older) FROM STDIN"
             ) as copy:
                 for item in batch:
                     copy.write_row(item)
@@ -378,16 +395,15 @@ def _load_claims(conn: Conn, keyring: Keyring, tally: _Tally, progress: Progress
 
 
 class _Emails:
-    """Turns a stored email ciphertext into its blind index, caching key-encryption keys."""
+    """Turns a stored email ciphertext into the address, caching key-encryption keys."""
 
     def __init__(self, keyring: Keyring) -> None:
         self.keyring = keyring
-        self.blind = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
         self._keks: dict[str, Key] = {}
 
-    def digest(self, pid: uuid.UUID, email: bytes,
-               key: tuple[int | None, str | None, bytes | None]) -> bytes | str:
-        """The blind index of a person's stored email, or why it cannot be computed.
+    def read(self, pid: uuid.UUID, email: bytes,
+             key: tuple[int | None, str | None, bytes | None]) -> NormalisedEmail | str:
+        """A person's stored email, normalised, or why it cannot be read.
 
         A key-encryption key missing from the keyring is the keyring's fault, not the
         data's: it raises ``KeyNotFound``.
@@ -403,7 +419,7 @@ class _Emails:
         except DecryptionFailed as exc:
             return f"the current email cannot be decrypted: {exc.message}"
         try:
-            return self.blind.digest(normalise_email(plain.decode("utf-8")))
+            return normalise_email(plain.decode("utf-8"))
         except (InvalidInput, UnicodeDecodeError):
             return "the current email does not normalise (not a valid address)"
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from peoplelog.fields import BlindIndex, KeyPurpose, Keyring, PasswordHasher
+from peoplelog.fields import BlindIndex, BlindIndexes, Keyring, PasswordHasher
 from peoplelog.schema import Conflict, DecryptionFailed, InvalidInput
 
 from .._driver import RETRYABLE, translate_errors
@@ -40,7 +40,8 @@ class Importer:
                  actor: str | None, reason: str | None, workers: int) -> None:
         self.database = database
         self.keyring = keyring
-        self.blind = BlindIndex(keyring.active(KeyPurpose.BLIND_INDEX))
+        self.blinds = BlindIndexes.of(keyring)
+        self.blind = self.blinds.active
         self.hasher = PasswordHasher()
         self.update = update
         self.actor = check_actor(actor)
@@ -115,7 +116,8 @@ class Importer:
         sealed = {} if sealed is None else sealed
         passwords: dict[tuple[int, uuid.UUID], str | None] = {}
         for _ in range(BATCH_ATTEMPTS):
-            plan = plan_batch(conn, batch, self.update, self.seen, {})
+            plan = plan_batch(conn, batch, self.update, self.seen, {},
+                              older=self.blinds.older)
             if strict and plan.errors:
                 raise StrictFailure(plan.errors)
             people = self.prepare(plan.new, sealed)

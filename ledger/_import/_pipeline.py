@@ -127,7 +127,8 @@ class Pipeline:
                     before.wait()
                 if stopped.is_set():
                     return None
-                plan = flight.plan = plan_batch(conn, batch, False, importer.seen, pending)
+                plan = flight.plan = plan_batch(conn, batch, False, importer.seen, pending,
+                                                older=importer.blinds.older)
                 for line, keys in plan.marks:
                     for key in keys:
                         pending[key] = line

@@ -4,7 +4,10 @@ update), which repeat an earlier row; one query per batch."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+from peoplelog.fields import BlindIndex
 
 from .._store import Conn
 from ._copying import ByteaArray, key_probe
@@ -51,30 +54,48 @@ SELECT 2, key, NULL::uuid, line FROM import_seen WHERE run = %(run)s AND key = A
 """
 
 
-def plan_batch(conn: Conn, batch: list[Row], update: bool, seen: Seen,
-          pending: dict[bytes, int]) -> Plan:
-    """Sort a batch into new rows, updates, skips and errors, in one query.
-
-    ``pending`` holds the keys of earlier batches still being written (key -> line): they
-    count as seen, as they will be once those batches commit.
-    """
+def _probe(conn: Conn, batch: list[Row], seen: Seen, older: Sequence[BlindIndex]
+           ) -> tuple[dict[bytes, uuid.UUID], dict[bytes, uuid.UUID], dict[bytes, int]]:
+    """The claims and ids the batch's digests find (by the active key's digest, also when
+    an older key's found them) and the lines of this run that already saw them."""
     emails = [r.email_digest for r in batch]
     id_digests = [r.id_digest for r in batch if r.id_digest is not None]
+    aliases: dict[bytes, bytes] = {}  # an older key's digest -> the active key's
+    for row in batch if older else ():
+        for blind in older:
+            aliases[blind.digest(row.email)] = row.email_digest
+            if row.external_id is not None and row.id_digest is not None:
+                aliases[blind.external_id_digest(row.external_id)] = row.id_digest
     claims: dict[bytes, uuid.UUID] = {}
     ids: dict[bytes, uuid.UUID] = {}
     prior: dict[bytes, int] = {}
     with key_probe(conn) as cur:
-        cur.execute(_PLAN_QUERY, {
-            "emails": ByteaArray.of(emails), "ids": ByteaArray.of(id_digests),
+        cur.execute(_PLAN_QUERY, {  # both kinds get the aliases: an email's digest never
+            # equals an id's (each message has its label)
+            "emails": ByteaArray.of(emails + list(aliases)),
+            "ids": ByteaArray.of(id_digests + list(aliases)),
             "run": seen.run,
             "keys": ByteaArray.of(emails + id_digests if seen.written else [])})
-        for kind, key, person_id, line in cur:
+        for kind, found, person_id, line in cur:
             if kind == 0:
-                claims[key] = person_id
+                claims[aliases.get(found, found)] = person_id
             elif kind == 1:
-                ids[key] = person_id
+                ids[aliases.get(found, found)] = person_id
             else:
-                prior[key] = line
+                prior[found] = line
+    return claims, ids, prior
+
+
+def plan_batch(conn: Conn, batch: list[Row], update: bool, seen: Seen,
+               pending: dict[bytes, int], *, older: Sequence[BlindIndex] = ()) -> Plan:
+    """Sort a batch into new rows, updates, skips and errors, in one query.
+
+    ``pending`` holds the keys of earlier batches still being written (key -> line): they
+    count as seen, as they will be once those batches commit. ``older``: the keyring's
+    older blind indexes during a blind-index rotation, whose digests of a row's email and
+    external id still find the person a claim or id made before the rotation names.
+    """
+    claims, ids, prior = _probe(conn, batch, seen, older)
     created = seen.ids.lines([*claims.values(), *ids.values()])
     if created:
         for found in (claims, ids):
