@@ -37,7 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.run
 
 lint: $(STAMP)
-	$(BIN)/ruff check peoplelog schema fields ledger projections cli tests bench scripts
+	$(BIN)/ruff check peoplelog schema fields ledger projections accounts cli tests bench scripts
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

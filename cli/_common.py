@@ -29,6 +29,7 @@ __all__ = [
     "EXIT_INTERNAL",
     "EXIT_NOT_FOUND",
     "EXIT_OK",
+    "EXIT_UNAUTHENTICATED",
     "EXIT_USAGE",
     "AddCommand",
     "Handler",
@@ -48,6 +49,7 @@ __all__ = [
 ]
 
 EXIT_OK, EXIT_DAMAGE, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_INTERNAL = range(6)
+EXIT_UNAUTHENTICATED = 6
 
 EXIT_CODES: dict[str, int] = {
     "chain_broken": EXIT_DAMAGE,
@@ -59,6 +61,8 @@ EXIT_CODES: dict[str, int] = {
     "decryption_failed": EXIT_USAGE,
     "not_found": EXIT_NOT_FOUND,
     "conflict": EXIT_CONFLICT,
+    "unauthenticated": EXIT_UNAUTHENTICATED,
+    "not_permitted": EXIT_UNAUTHENTICATED,
 }
 """The exit code of each error kind; a kind not listed takes its nearest listed ancestor's
 (``key_not_found`` is a ``keyring`` error is a ``configuration`` error: exit 2), and one

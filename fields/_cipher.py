@@ -33,7 +33,9 @@ from ._speedups import native_enabled
 
 __all__ = ["FIELDS", "DataKey", "NewPersonSealer"]
 
-FIELDS = ("email", "name", "password")
+FIELDS = ("email", "name", "password", "client")
+"""The fields a data key encrypts: a version's three, and ``client``, what tells one of the
+person's sessions or access tokens apart (label or name, IP, user agent)."""
 _VERSION = 0x01
 _AES_256_GCM = 0x01
 _FIELD_HEADER = struct.Struct(">BBI")

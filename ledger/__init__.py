@@ -44,7 +44,7 @@ if TYPE_CHECKING:
         parse_timestamp,
     )
     from ._maintenance import ERASURE_TABLES, CompactedTable, compact_after_erasure
-    from ._read import check_keyring, read_person
+    from ._read import PasswordMatch, check_keyring, read_person
     from ._reindex import REINDEX_BATCH, ReindexSummary, reindex_claims, retire_blind_key
     from ._rotation import (
         REWRAP_BATCH,
@@ -76,6 +76,7 @@ __all__ = [
     "KekEpoch",
     "KeysWanted",
     "Ledger",
+    "PasswordMatch",
     "ReindexSummary",
     "RewrapSummary",
     "RowError",
@@ -120,7 +121,7 @@ _SOURCES = {
     "_inputs": ("MAX_ACTOR", "MAX_NAME", "MAX_REASON", "check_actor", "check_name",
                 "check_person_id", "check_reason", "check_version", "parse_timestamp"),
     "_maintenance": ("ERASURE_TABLES", "CompactedTable", "compact_after_erasure"),
-    "_read": ("check_keyring", "read_person"),
+    "_read": ("PasswordMatch", "check_keyring", "read_person"),
     "_reindex": ("REINDEX_BATCH", "ReindexSummary", "reindex_claims", "retire_blind_key"),
     "_rotation": ("REWRAP_BATCH", "KekEpoch", "RewrapSummary", "kek_epochs", "retire_kek",
                   "rewrap_data_keys"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from peoplelog.schema import (
     InvalidInput,
     PersonNotFound,
     PersonView,
+    VersionConflict,
     VersionRecord,
     VersionRef,
 )
@@ -32,6 +34,7 @@ from ._import._importer import import_people
 from ._import._reading import ImportFile
 from ._import._summary import ImportSummary
 from ._inputs import check_actor, check_name, check_person_id, check_reason, check_version
+from ._read import PasswordMatch
 from ._settings import Settings
 from ._setup import migrate
 from ._store import Conn, Cursor, Database
@@ -353,8 +356,25 @@ class Ledger:
         does not reveal who is registered. The email's claim and the password come from the
         person's chain head, not from a projection: a tampered lookup or ``people_latest``
         fails closed (``ProjectionDamaged``, ``Unattested``). An outdated hash is upgraded
-        on success.
+        on success (a ``password_changed`` version, written only if the head is still the
+        one whose password was checked).
         """
+        match = self.check_password(email, password)
+        if match is None:
+            return None
+        if match.needs_rehash:
+            with contextlib.suppress(VersionConflict):  # written meanwhile: never over a
+                self.update_person(  # newer password; the next login upgrades it
+                    match.person_id, password_hash=self._hasher.hash(password),
+                    expect_version=match.version, actor="peoplelog",
+                    reason="argon2id parameters upgraded")
+        return match.person_id
+
+    def check_password(self, email: str, password: str) -> PasswordMatch | None:
+        """Whether ``password`` is the password of the person ``email`` names, as
+        ``authenticate`` decides it, without upgrading the hash: the person, the version
+        whose password matched, and whether its hash is outdated. None otherwise, after the
+        same argon2id work whatever the cause."""
         try:
             normalised = normalise_email(email)
         except InvalidInput:
@@ -372,10 +392,24 @@ class Ledger:
             return None
         if not self._hasher.verify(phc, password):
             return None
-        if self._hasher.needs_rehash(phc):
-            self.update_person(claimant.person_id, password_hash=self._hasher.hash(password),
-                               actor="peoplelog", reason="argon2id parameters upgraded")
-        return claimant.person_id
+        assert claimant.version is not None  # a confirmed claimant has a head
+        return PasswordMatch(claimant.person_id, claimant.version,
+                             self._hasher.needs_rehash(phc))
+
+    def encrypt_field(self, person_id: uuid.UUID, field: str, value: bytes) -> bytes:
+        """``value`` encrypted under the person's newest data key, as ``field`` (for what
+        the floors above keep of a person beside the ledger: erasure shreds it too)."""
+        keyring = self.keyring
+        return self._run(lambda conn: _heads.load_data_key(conn, keyring, person_id)
+                         ).encrypt(field, value)
+
+    def decrypt_field(self, person_id: uuid.UUID, field: str, blob: bytes) -> bytes:
+        """A ciphertext of ``encrypt_field`` decrypted (``PersonErased`` once the person is
+        erased, ``DecryptionFailed`` for a ciphertext of another person or field)."""
+        keyring = self.keyring
+        version = DataKey.key_version_of(blob)
+        return self._run(lambda conn: _heads.load_data_key(conn, keyring, person_id, version)
+                         ).decrypt(field, blob)
 
     def _claimant(self, email: NormalisedEmail, query: str) -> _read.Claimant | None:
         """The person ``email``'s claim names, confirmed against their chain head; None

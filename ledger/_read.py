@@ -35,6 +35,7 @@ from ._heads import CHAIN_HEAD, check_head, load_data_key, missing_key
 from ._write import lookup_key_of
 
 __all__ = ["BY_BLIND_INDEX", "CLAIMANT_BY_BLIND_INDEX", "CLAIMANT_WITH_KEY", "Claimant",
+           "PasswordMatch",
            "check_keyring",
            "confirm_claim", "find_person_id", "history", "person_by_blind_index",
            "read_password_hash", "read_person"]
@@ -56,11 +57,20 @@ CLAIMANT_BY_BLIND_INDEX = _CLAIMANT.format(extra="", join="")
 has them, with the claim's seal: one round trip for a lookup that does not trust the claim
 alone, and, when the seal checks, no decryption."""
 CLAIMANT_WITH_KEY = _CLAIMANT.format(
-    extra=", h.password, k.key_version, k.kek_id, k.wrapped_key",
+    extra=", h.password, k.key_version, k.kek_id, k.wrapped_key, h.version",
     join=" LEFT JOIN LATERAL (SELECT key_version, kek_id, wrapped_key FROM person_keys k"
          "  WHERE k.person_id = l.person_id ORDER BY k.key_version DESC LIMIT 1) k ON true")
-"""The same, with the head's password ciphertext and the person's newest data key (for a
-login)."""
+"""The same, with the head's password ciphertext, the person's newest data key and the
+head's version (for a login)."""
+
+
+class PasswordMatch(NamedTuple):
+    """A password that matched (``Ledger.check_password``): the person, the version whose
+    password it is, and whether its argon2id parameters are outdated."""
+
+    person_id: uuid.UUID
+    version: int
+    needs_rehash: bool
 
 
 class Claimant(NamedTuple):
@@ -80,6 +90,7 @@ class Claimant(NamedTuple):
     key_version: int | None = None
     kek_id: str | None = None
     wrapped_key: bytes | None = None
+    version: int | None = None
 
     def __repr__(self) -> str:
         return f"Claimant(person_id={self.person_id})"

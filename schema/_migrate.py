@@ -94,6 +94,8 @@ _APP_GRANTS: tuple[tuple[str, str], ...] = (
     ("peoplelog_key_versions", "SELECT"),
     ("peoplelog_claim_owners", "SELECT"),
     ("kek_epochs", "SELECT"),
+    ("account_credentials", "SELECT, INSERT, UPDATE"),
+    ("account_sessions", "SELECT, INSERT, UPDATE, DELETE"),
 )
 
 _AUDITOR_GRANTS = ("people", "log_entries", "checkpoints", "log_meta", "log_refused",

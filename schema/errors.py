@@ -20,14 +20,18 @@ __all__ = [
     "DecryptionFailed",
     "EmailTaken",
     "InvalidInput",
+    "InvalidToken",
     "KeyNotFound",
     "KeyringError",
+    "LoginFailed",
     "NotFound",
+    "NotPermitted",
     "PeoplelogError",
     "PersonErased",
     "PersonNotFound",
     "ProjectionDamaged",
     "Unattested",
+    "Unauthenticated",
     "VersionConflict",
     "VersionNotFound",
 ]
@@ -157,3 +161,31 @@ class ChainBroken(PeoplelogError):
     """Verification found damage in the ledger."""
 
     kind = "chain_broken"
+
+
+class Unauthenticated(PeoplelogError):
+    """The caller could not be authenticated. One opaque error whatever the cause, so it
+    tells an attacker nothing about which part was wrong."""
+
+    kind = "unauthenticated"
+
+
+class LoginFailed(Unauthenticated):
+    """A login was refused: unknown or invalid email, wrong password, erased person or
+    locked account all look the same."""
+
+    kind = "login_failed"
+
+
+class InvalidToken(Unauthenticated):
+    """A token is wrong, malformed, expired, used, revoked, ended by a credential change,
+    or of another kind (like Fernet's ``InvalidToken``: one error for every bad token)."""
+
+    kind = "invalid_token"
+
+
+class NotPermitted(PeoplelogError):
+    """The scope may not do this: another person's sessions, or a change that needs a fresh
+    login (``Scope.sudo``)."""
+
+    kind = "not_permitted"

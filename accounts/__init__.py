@@ -1,0 +1,43 @@
+"""Who may act and how that is proven: sign-up, login, sessions, personal access tokens and
+scopes, on the ledger (``peoplelog.accounts``).
+
+Names are loaded on first use (PEP 562): importing the package costs nothing until
+one of them is asked for."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from peoplelog.schema.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from ._api import Accounts
+    from ._scope import Scope
+    from ._sessions import Client, IssuedToken, SessionInfo
+    from ._settings import AccountSettings, parse_duration
+    from ._tokens import TOKEN_BYTES, TokenDigests, TokenKind, new_token, token_digests
+
+__all__ = [
+    "TOKEN_BYTES",
+    "AccountSettings",
+    "Accounts",
+    "Client",
+    "IssuedToken",
+    "Scope",
+    "SessionInfo",
+    "TokenDigests",
+    "TokenKind",
+    "new_token",
+    "parse_duration",
+    "token_digests",
+]
+
+_SOURCES = {
+    "_api": ("Accounts",),
+    "_scope": ("Scope",),
+    "_sessions": ("Client", "IssuedToken", "SessionInfo"),
+    "_settings": ("AccountSettings", "parse_duration"),
+    "_tokens": ("TOKEN_BYTES", "TokenDigests", "TokenKind", "new_token", "token_digests"),
+}
+if not TYPE_CHECKING:  # type checkers see the imports above; at run time, names load on use
+    __getattr__, __dir__ = lazy_exports(__name__, _SOURCES, globals(), __all__)

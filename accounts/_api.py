@@ -1,0 +1,252 @@
+"""``Accounts``: sign people up, log them in, keep them logged in, on the ledger."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from peoplelog.fields import Keyring, PasswordHasher, normalise_email
+from peoplelog.ledger import Ledger, Settings
+from peoplelog.schema import (
+    InvalidInput,
+    InvalidToken,
+    LoginFailed,
+    NotPermitted,
+    VersionConflict,
+)
+
+from ._scope import Scope
+from ._sessions import (
+    CHECK,
+    ISSUE,
+    LIST,
+    TOUCH,
+    Client,
+    IssuedToken,
+    SessionInfo,
+    details_json,
+    idle_seconds,
+    read_details,
+)
+from ._settings import AccountSettings
+from ._tokens import TokenKind, new_token, token_digests
+
+__all__ = ["Accounts"]
+
+_LOGIN_FAILED = "invalid email or password"
+
+
+class Accounts:
+    """The account lifecycle over a ``Ledger`` (which it owns: closing one closes both).
+
+    Sessions and personal access tokens are bearer tokens (``pls1_…``, ``plp1_…``) shown
+    once; ``check`` turns one into the ``Scope`` it stands for. A password or email
+    change, a reset, an erasure (whatever writes it) ends every session and token of the
+    person in the same transaction (the credential epoch, migration 014).
+
+    >>> accounts = Accounts.open()                                    # doctest: +SKIP
+    >>> person = accounts.register("ada@example.org", password="correct horse battery")
+    >>> issued = accounts.login("ada@example.org", "correct horse battery")
+    >>> accounts.check(issued.token).person_id == person
+    True
+    """
+
+    def __init__(self, ledger: Ledger, settings: AccountSettings | None = None) -> None:
+        self.ledger = ledger
+        self.settings = settings or AccountSettings.from_environment()
+        self._policy = PasswordHasher()
+
+    def __repr__(self) -> str:
+        return f"Accounts(ledger={self.ledger!r})"
+
+    @classmethod
+    def open(cls, database_url: str | None = None,
+             keyring: Keyring | str | Path | None = None, *,
+             settings: Settings | None = None,
+             account_settings: AccountSettings | None = None,
+             pool_size: int = 4) -> Accounts:
+        """Connect as ``Ledger.open`` does (the keyring is required)."""
+        return cls(Ledger.open(database_url, keyring, settings=settings, pool_size=pool_size),
+                   account_settings)
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    def __enter__(self) -> Accounts:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # --- signing up and logging in ----------------------------------------------------------
+
+    def register(self, email: str, *, password: str | None = None, name: str | None = None,
+                 scope: Scope | None = None) -> uuid.UUID:
+        """A new person with ``email`` and, unless they will log in by link or code, a
+        password (12 to 1024 characters, no NUL; checked before anything is looked up).
+        ``name`` defaults to the address's local part. ``EmailTaken`` when the address is
+        another person's."""
+        normalised = normalise_email(email)
+        ref = self.ledger.create_person(
+            email=email, name=name if name is not None else normalised.display.split("@")[0],
+            password=password, actor=None if scope is None else scope.actor,
+            reason="registered")
+        return ref.person_id
+
+    def login(self, email: str, password: str, *, client: Client | None = None,
+              remember: bool = False) -> IssuedToken:
+        """A new session for the person whose email and password these are. Every failure
+        is ``LoginFailed`` with the same message after the same argon2id work: unknown,
+        invalid or erased email, wrong password. An outdated hash is upgraded first (a
+        ``password_changed`` version, which ends the person's other sessions)."""
+        details = details_json(client)  # checked before the password, like every input
+        match = self.ledger.check_password(email, password)
+        if match is None:
+            raise LoginFailed(_LOGIN_FAILED)
+        version = match.version
+        if match.needs_rehash:
+            try:
+                version = self.ledger.update_person(
+                    match.person_id, password_hash=self._policy.hash(password),
+                    expect_version=version, actor="peoplelog",
+                    reason="argon2id parameters upgraded").version
+            except VersionConflict:
+                raise LoginFailed(_LOGIN_FAILED) from None
+        lifetime = (self.settings.remember_me_lifetime if remember
+                    else self.settings.session_lifetime)
+        issued = self._issue(match.person_id, TokenKind.SESSION, details, lifetime,
+                             idle=self.settings.session_idle, version=version)
+        if issued is None:  # a new version since the password matched: prove it again
+            raise LoginFailed(_LOGIN_FAILED)
+        return issued
+
+    # --- checking -------------------------------------------------------------------------
+
+    def check(self, token: str, *, kind: TokenKind | None = None) -> Scope:
+        """The ``Scope`` a session or access token (of ``kind``, when given) stands for.
+        ``InvalidToken`` for any bad token: wrong, malformed, expired, idle too long,
+        revoked, ended by a credential change, or of another kind."""
+        digests = token_digests(token, kind)
+        row = self.ledger.database.fetch_one(CHECK, (digests.lookup,))
+        if row is None or not digests.matches(bytes(row[0])) or row[3] != digests.kind:
+            raise InvalidToken("invalid token")
+        (_, session_id, person_id, found_kind, epoch, authenticated_at, last_used_at,
+         expires_at, idle, now) = row
+        if now >= expires_at or (idle is not None
+                                 and now >= last_used_at + timedelta(seconds=idle)):
+            raise InvalidToken("invalid token")
+        if now - last_used_at >= self.settings.touch_interval:
+            self.ledger.database.transaction(
+                lambda conn: conn.execute(TOUCH, (digests.lookup,)))
+        return Scope(kind=found_kind, person_id=person_id, session_id=session_id,
+                     authenticated_at=authenticated_at, expires_at=expires_at,
+                     sudo_window=self.settings.sudo_window, epoch=epoch)
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    def logout(self, token: str) -> None:
+        """End the session (or access token) ``token`` stands for."""
+        scope = self.check(token)
+        assert scope.session_id is not None
+        self._delete("session_id = %s", (scope.session_id,))
+
+    def sessions(self, scope: Scope, person_id: uuid.UUID | None = None) -> list[SessionInfo]:
+        """The live sessions of the scope's person (a service names ``person_id``), oldest
+        first, with their label, IP and user agent decrypted."""
+        return self._list(self._person(scope, person_id), TokenKind.SESSION)
+
+    def access_tokens(self, scope: Scope,
+                      person_id: uuid.UUID | None = None) -> list[SessionInfo]:
+        """The live personal access tokens of the scope's person, with their names."""
+        return self._list(self._person(scope, person_id), TokenKind.ACCESS_TOKEN)
+
+    def revoke(self, scope: Scope, session_id: uuid.UUID) -> bool:
+        """End one session or access token (of the scope's own person, unless a service
+        acts); False when there was none."""
+        if scope.service is not None:
+            return self._delete("session_id = %s", (session_id,)) > 0
+        return self._delete("session_id = %s AND person_id = %s",
+                            (session_id, scope.person_id)) > 0
+
+    def revoke_others(self, scope: Scope) -> int:
+        """End every session of the scope's person but the scope's own."""
+        person = self._person(scope, None)
+        return self._delete("person_id = %s AND kind = 'session' AND session_id <> %s",
+                            (person, scope.session_id))
+
+    def revoke_all(self, scope: Scope, person_id: uuid.UUID | None = None) -> int:
+        """Log the person out everywhere: end every session (access tokens stay)."""
+        return self._delete("person_id = %s AND kind = 'session'",
+                            (self._person(scope, person_id),))
+
+    def create_access_token(self, scope: Scope, name: str, *,
+                            expires_in: timedelta | None = None,
+                            person_id: uuid.UUID | None = None) -> IssuedToken:
+        """A named personal access token for scripts, for the scope's person (a service
+        names ``person_id``), expiring after ``expires_in`` (default and limit: the
+        settings)."""
+        person = self._person(scope, person_id)
+        lifetime = self.settings.access_token_lifetime if expires_in is None else expires_in
+        if lifetime <= timedelta(0) or lifetime > self.settings.access_token_max:
+            raise InvalidInput(f"an access token lives at most "
+                               f"{self.settings.access_token_max.days} days")
+        issued = self._issue(person, TokenKind.ACCESS_TOKEN, details_json(None, name=name),
+                             lifetime, idle=None, epoch=scope.epoch,
+                             authenticated_at=scope.authenticated_at,
+                             via=None if scope.service is not None else scope.session_id)
+        if issued is None:
+            raise NotPermitted("the session this scope stands for has ended")
+        return issued
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _person(scope: Scope, person_id: uuid.UUID | None) -> uuid.UUID:
+        if scope.service is not None:
+            if person_id is None:
+                raise InvalidInput("a service scope must name the person")
+            return person_id
+        if scope.person_id is None or (person_id is not None and person_id != scope.person_id):
+            raise NotPermitted("a person's scope acts for that person only")
+        return scope.person_id
+
+    def _issue(self, person_id: uuid.UUID, kind: TokenKind, details: bytes,
+               lifetime: timedelta, *, idle: timedelta | None, version: int | None = None,
+               epoch: int | None = None, authenticated_at: Any = None,
+               via: uuid.UUID | None = None) -> IssuedToken | None:
+        sealed = self.ledger.encrypt_field(person_id, "client", details)
+        token, digests = new_token(kind)
+        session_id = uuid.uuid4()
+        row = self.ledger.database.transaction(lambda conn: conn.execute(ISSUE, {
+            "lookup": digests.lookup, "verifier": digests.verifier, "session_id": session_id,
+            "kind": kind.value, "details": sealed, "authenticated_at": authenticated_at,
+            "lifetime": lifetime, "idle": idle_seconds(idle), "person_id": person_id,
+            "version": version, "epoch": epoch, "via": via}).fetchone())
+        if row is None:
+            return None
+        return IssuedToken(token=token, session_id=session_id, person_id=person_id,
+                           kind=kind.value, authenticated_at=row[0], expires_at=row[1])
+
+    def _list(self, person_id: uuid.UUID, kind: TokenKind) -> list[SessionInfo]:
+        rows = self.ledger.database.run(
+            lambda conn: conn.execute(LIST, (person_id, kind.value)).fetchall(),
+            retry_lost=True)
+        out = []
+        for session_id, found_kind, blob, created, authenticated, used, expires in rows:
+            details = {} if blob is None else read_details(
+                self.ledger.decrypt_field(person_id, "client", bytes(blob)))
+            out.append(SessionInfo(
+                session_id=session_id, kind=found_kind,
+                label=details.get("label") or details.get("name"), ip=details.get("ip"),
+                user_agent=details.get("user_agent"), created_at=created,
+                authenticated_at=authenticated, last_used_at=used, expires_at=expires))
+        return out
+
+    def _delete(self, where: str, params: tuple[Any, ...]) -> int:
+        query = f"DELETE FROM account_sessions WHERE {where}"  # noqa: S608 - fixed clauses
+        return self.ledger.database.transaction(
+            lambda conn: conn.execute(query, params).rowcount)

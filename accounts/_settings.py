@@ -1,0 +1,66 @@
+"""The accounts layer's lifetimes: documented defaults, each overridable by an environment
+variable (a duration such as ``14d``, ``12h``, ``20m`` or ``90s``)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from datetime import timedelta
+
+from peoplelog.schema import ConfigurationError
+
+__all__ = ["AccountSettings", "parse_duration"]
+
+_DURATION = re.compile(r"^(\d{1,7})([dhms])$")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``14d``, ``12h``, ``20m``, ``90s`` as a positive ``timedelta``; ``ValueError``
+    otherwise."""
+    match = _DURATION.match(text.strip())
+    if match is None or int(match[1]) == 0:
+        raise ValueError("give a positive duration such as 14d, 12h, 20m or 90s")
+    return timedelta(**{_UNITS[match[2]]: int(match[1])})
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    """How long things live. Each field's environment variable is
+    ``PEOPLELOG_`` + its name in capitals (``PEOPLELOG_SESSION_LIFETIME=7d``)."""
+
+    session_lifetime: timedelta = timedelta(days=14)
+    """A session's absolute lifetime from the login."""
+    session_idle: timedelta = timedelta(days=3)
+    """A session unused this long ends."""
+    remember_me_lifetime: timedelta = timedelta(days=60)
+    """The absolute lifetime of a session opened with "remember me"."""
+    access_token_lifetime: timedelta = timedelta(days=90)
+    """A personal access token's default lifetime (a longer one may be asked for, up to
+    ``access_token_max``)."""
+    access_token_max: timedelta = timedelta(days=366)
+    sudo_window: timedelta = timedelta(minutes=20)
+    """How long after a login a session may do what needs a fresh login (``Scope.sudo``)."""
+    touch_interval: timedelta = timedelta(minutes=1)
+    """``last_used_at`` is written at most this often per session: a check is a read."""
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> AccountSettings:
+        """The defaults, with each ``PEOPLELOG_<FIELD>`` set in ``environ`` (default: the
+        process environment) applied; a value that is no duration is a
+        ``ConfigurationError`` naming the variable."""
+        env = os.environ if environ is None else environ
+        settings = cls()
+        for field in fields(cls):
+            name = f"PEOPLELOG_{field.name.upper()}"
+            value = env.get(name)
+            if value is None or not value.strip():
+                continue
+            try:
+                duration = parse_duration(value)
+            except ValueError as exc:
+                raise ConfigurationError(f"{name}: {exc}") from None
+            settings = replace(settings, **{field.name: duration})
+        return settings
