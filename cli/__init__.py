@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import _audit, _forensics, _import, _keys, _person, _projections
+from . import _accounts, _audit, _forensics, _import, _keys, _person, _projections
 from ._common import (
     EXIT_CODES,
     EXIT_INTERNAL,
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     _keys.register(sub, add=add_command)
     _import.register(sub, add=add_command)
     _projections.register(sub, add=add_command)
+    _accounts.register(sub, add=add_command)
     _forensics.register(sub, person, add=add_command)
     return parser
 

@@ -15,6 +15,7 @@ from typing import Any
 import argon2
 import psycopg
 import pytest
+from conftest import Cli
 
 from peoplelog.accounts import (
     Accounts,
@@ -281,3 +282,45 @@ def test_token_digests_never_show_the_token() -> None:
     digests = token_digests("pls1_" + "B" * 42 + "A")
     assert "B" not in repr(digests) and len(digests.lookup) == 16
     assert len(digests.verifier) == 32
+
+
+def test_the_cli_registers_logs_in_checks_lists_and_revokes(cli: Cli) -> None:
+    email = _email("cli")
+    registered = cli("account", "register", "--email", email, "--name", "Cli Person",
+                     "--password-stdin", "--json", stdin=PASSWORD + "\n")
+    assert registered.code == 0, registered.stderr
+    person = registered.json["person_id"]
+    login = cli("account", "login", "--email", email, "--password-stdin", "--label", "tty",
+                "--json", stdin=PASSWORD + "\n")
+    assert login.code == 0, login.stderr
+    token = login.json["token"]
+    assert set(login.json) >= {"token", "session_id", "person_id", "expires_at"}
+    assert token not in login.stderr
+    checked = cli("session", "check", "--json", stdin=token + "\n")
+    assert checked.code == 0, checked.stderr
+    assert (checked.json["person_id"], checked.json["session_id"]) == (
+        person, login.json["session_id"])
+    for bad in ({"email": email, "password": "wrong horse battery staple"},
+                {"email": _email("nobody"), "password": PASSWORD}):
+        refused = cli("account", "login", "--email", bad["email"], "--password-stdin",
+                      stdin=bad["password"] + "\n")
+        assert refused.code == 6 and "invalid email or password" in refused.stderr
+    assert cli("session", "check", stdin="pls1_nonsense\n").code == 6
+    listed = cli("session", "list", person, "--json")
+    assert listed.code == 0 and [s["label"] for s in listed.json] == ["tty"]
+    made = cli("token", "create", person, "--name", "deploy", "--expires-in", "30d", "--json")
+    assert made.code == 0, made.stderr
+    tokens = cli("token", "list", person, "--json")
+    assert [t["label"] for t in tokens.json] == ["deploy"]
+    assert cli("token", "create", person, "--name", "x", "--expires-in", "soon").code == 2
+    changed = cli("person", "update", person, "--password-stdin", stdin=NEW_PASSWORD + "\n")
+    assert changed.code == 0, changed.stderr
+    for ended in (token, made.json["token"]):
+        assert cli("session", "check", stdin=ended + "\n").code == 6
+    again = cli("account", "login", "--email", email, "--password-stdin", "--json",
+                stdin=NEW_PASSWORD + "\n")
+    assert again.code == 0
+    revoked = cli("session", "revoke-all", person, "--json")
+    assert revoked.code == 0 and revoked.json["revoked"] == 1
+    assert cli("session", "check", stdin=again.json["token"] + "\n").code == 6
+    assert cli("session", "revoke", str(uuid.uuid4())).code == 3

@@ -1,0 +1,236 @@
+"""CLI commands of the accounts layer: ``account register|login``, ``session
+check|list|revoke|revoke-all`` and ``token create|list|revoke``. Passwords and tokens are
+read from stdin only, never from arguments; a token is printed once."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import uuid
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ._common import (
+    EXIT_OK,
+    AddCommand,
+    add_group,
+    default_actor,
+    open_ledger,
+    read_password,
+    wants_json,
+)
+
+if TYPE_CHECKING:
+    from peoplelog.accounts import Accounts, IssuedToken, SessionInfo
+
+__all__ = ["register"]
+
+
+@contextlib.contextmanager
+def _accounts() -> Iterator[Accounts]:
+    from peoplelog.accounts import Accounts  # noqa: PLC0415 - see cli/_common.py
+
+    with Accounts(open_ledger()) as accounts:
+        yield accounts
+
+
+def _read_token() -> str:
+    from peoplelog.schema.errors import InvalidToken  # noqa: PLC0415
+
+    raw = sys.stdin.buffer.readline()
+    try:
+        return raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        raise InvalidToken("invalid token") from None
+
+
+def _issued(args: argparse.Namespace, issued: IssuedToken) -> tuple[Any, int]:
+    if wants_json(args):
+        return issued.as_dict(), EXIT_OK
+    return (f"{issued.token}\nsession {issued.session_id} of person {issued.person_id}, "
+            f"expires {issued.expires_at.isoformat()}"), EXIT_OK
+
+
+def _listed(args: argparse.Namespace, rows: list[SessionInfo]) -> tuple[Any, int]:
+    if wants_json(args):
+        return [row.as_dict() for row in rows], EXIT_OK
+    lines = [f"{'id':<36} {'label':<20} {'ip':<16} {'last used':<25} expires"]
+    for row in rows:
+        lines.append(f"{row.session_id!s:<36} {(row.label or '-')[:20]:<20} "
+                     f"{(row.ip or '-')[:16]:<16} {row.last_used_at.isoformat()[:25]:<25} "
+                     f"{row.expires_at.isoformat()}")
+    return "\n".join(lines), EXIT_OK
+
+
+def _service(args: argparse.Namespace) -> Any:
+    from peoplelog.accounts import Scope  # noqa: PLC0415
+
+    return Scope.for_service(default_actor(getattr(args, "actor", None)))
+
+
+def cmd_register(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.fields import normalise_email  # noqa: PLC0415
+    from peoplelog.ledger import check_name  # noqa: PLC0415
+
+    normalise_email(args.email)
+    if args.name is not None:
+        check_name(args.name)
+    password = read_password(args)
+    with _accounts() as accounts:
+        person = accounts.register(args.email, password=password, name=args.name,
+                                   scope=_service(args))
+    if wants_json(args):
+        return {"person_id": str(person)}, EXIT_OK
+    return str(person), EXIT_OK
+
+
+def cmd_login(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.accounts import Client  # noqa: PLC0415
+
+    password = read_password(args) or ""
+    with _accounts() as accounts:
+        issued = accounts.login(args.email, password, client=Client(label=args.label),
+                                remember=args.remember)
+    return _issued(args, issued)
+
+
+def cmd_session_check(args: argparse.Namespace) -> tuple[Any, int]:
+    token = _read_token()
+    with _accounts() as accounts:
+        scope = accounts.check(token)
+    result = scope.as_dict()
+    if wants_json(args):
+        return result, EXIT_OK
+    return (f"{scope.kind} {scope.session_id} of person {scope.person_id}, authenticated "
+            f"{result['authenticated_at']}, expires {result['expires_at']}"), EXIT_OK
+
+
+def cmd_session_list(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.ledger import check_person_id  # noqa: PLC0415
+
+    person = check_person_id(args.person_id)
+    with _accounts() as accounts:
+        rows = accounts.sessions(_service(args), person)
+    return _listed(args, rows)
+
+
+def _session_id(text: str) -> uuid.UUID:
+    from peoplelog.ledger import check_person_id  # noqa: PLC0415 - the same uuid rules
+
+    return check_person_id(text)
+
+
+def cmd_session_revoke(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.schema.errors import NotFound  # noqa: PLC0415
+
+    session = _session_id(args.session_id)
+    with _accounts() as accounts:
+        if not accounts.revoke(_service(args), session):
+            raise NotFound(f"no live session or token {session}")
+    return ({"session_id": str(session), "revoked": True} if wants_json(args)
+            else f"revoked {session}"), EXIT_OK
+
+
+def cmd_session_revoke_all(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.ledger import check_person_id  # noqa: PLC0415
+
+    person = check_person_id(args.person_id)
+    with _accounts() as accounts:
+        count = accounts.revoke_all(_service(args), person)
+    return ({"person_id": str(person), "revoked": count} if wants_json(args)
+            else f"revoked {count} session(s)"), EXIT_OK
+
+
+def cmd_token_create(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.ledger import check_person_id  # noqa: PLC0415
+
+    person = check_person_id(args.person_id)
+    with _accounts() as accounts:
+        issued = accounts.create_access_token(_service(args), args.name,
+                                              expires_in=args.expires_in, person_id=person)
+    return _issued(args, issued)
+
+
+def cmd_token_list(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.ledger import check_person_id  # noqa: PLC0415
+
+    person = check_person_id(args.person_id)
+    with _accounts() as accounts:
+        rows = accounts.access_tokens(_service(args), person)
+    return _listed(args, rows)
+
+
+def _duration(text: str) -> Any:
+    from peoplelog.accounts import parse_duration  # noqa: PLC0415
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _actor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--actor", help="the service name recorded as acting (default: cli: and "
+                                   "the OS user)")
+
+
+def register(sub: Any, *, add: AddCommand) -> None:
+    """Add the ``account``, ``session`` and ``token`` groups."""
+    account = add_group(sub, "account", "sign people up and log them in",
+                        "printf 'correct horse battery\\n' | peoplelog account login "
+                        "--email ada@example.org --password-stdin --json",
+                        dest="account_command")
+    p = add(account, "register", cmd_register,
+            "register a person by email (and password, or none to log in by link later)",
+            "printf 'correct horse battery\\n' | peoplelog account register --email "
+            "ada@example.org --name Ada --password-stdin --json")
+    p.add_argument("--email", required=True)
+    p.add_argument("--name", help="default: the address's local part")
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of stdin")
+    _actor(p)
+    p = add(account, "login", cmd_login,
+            "log in with email and password: prints a session token once (any failure is "
+            "one message, exit 6)",
+            "printf 'correct horse battery\\n' | peoplelog account login --email "
+            "ada@example.org --password-stdin --json")
+    p.add_argument("--email", required=True)
+    p.add_argument("--password-stdin", action="store_true", required=True,
+                   help="read the password from the first line of stdin")
+    p.add_argument("--label", help="a name for this session (e.g. the device)")
+    p.add_argument("--remember", action="store_true",
+                   help="the remember-me lifetime instead of the session's")
+
+    session = add_group(sub, "session", "check, list and revoke sessions",
+                        "peoplelog session list PERSON_ID --json", dest="session_command")
+    add(session, "check", cmd_session_check,
+        "the scope a session or access token (first line of stdin) stands for; exit 6 if "
+        "it is not valid", "printf '%s\\n' \"$TOKEN\" | peoplelog session check --json")
+    p = add(session, "list", cmd_session_list, "a person's live sessions",
+            "peoplelog session list PERSON_ID --json")
+    p.add_argument("person_id", metavar="PERSON_ID")
+    p = add(session, "revoke", cmd_session_revoke, "end one session or access token",
+            "peoplelog session revoke SESSION_ID")
+    p.add_argument("session_id", metavar="SESSION_ID")
+    _actor(p)
+    p = add(session, "revoke-all", cmd_session_revoke_all,
+            "end every session of a person (log out everywhere; access tokens stay)",
+            "peoplelog session revoke-all PERSON_ID --json")
+    p.add_argument("person_id", metavar="PERSON_ID")
+    _actor(p)
+
+    token = add_group(sub, "token", "personal access tokens for scripts",
+                      "peoplelog token create PERSON_ID --name deploy --json",
+                      dest="token_command")
+    p = add(token, "create", cmd_token_create,
+            "a named, expiring personal access token (printed once)",
+            "peoplelog token create PERSON_ID --name deploy --expires-in 30d --json")
+    p.add_argument("person_id", metavar="PERSON_ID")
+    p.add_argument("--name", required=True)
+    p.add_argument("--expires-in", type=_duration, metavar="DURATION",
+                   help="30d, 12h, 20m (default 90d, at most 366d)")
+    _actor(p)
+    p = add(token, "list", cmd_token_list, "a person's live access tokens, with last use",
+            "peoplelog token list PERSON_ID --json")
+    p.add_argument("person_id", metavar="PERSON_ID")
