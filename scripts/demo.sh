@@ -42,6 +42,28 @@ pl person erase "$grace" --actor dpo --reason "erasure request"
 pl person show "$grace"
 pl person find --email grace.hopper@navy.example || echo "   exit code $? (not found)"
 
+echo; echo "== accounts: sign up, log in, stay logged in"
+linus=$(printf 'correct horse battery staple\n' | pl account register \
+   --email linus@example.org --name "Linus" --password-stdin)
+echo "registered $linus"
+token=$(printf 'correct horse battery staple\n' | pl account login \
+   --email linus@example.org --password-stdin --label laptop --json \
+   | field token)
+second=$(printf 'correct horse battery staple\n' | pl account login \
+   --email linus@example.org --password-stdin --label phone --json \
+   | field token)
+echo "-- two sessions (tokens printed once, kept by the client; the database has digests):"
+pl session list "$linus"
+printf '%s\n' "$token" | pl session check
+echo "-- a wrong password: one opaque answer, exit 6"
+printf 'wrong horse battery staple\n' | pl account login --email linus@example.org \
+   --password-stdin || echo "   exit code $?"
+echo "-- a password change ends every session, in the same transaction:"
+printf 'another horse battery staple\n' | pl person update "$linus" --password-stdin \
+   --actor linus --reason "password changed" > /dev/null
+printf '%s\n' "$token" | pl session check || echo "   exit code $? (session ended)"
+printf '%s\n' "$second" | pl session check || echo "   exit code $? (session ended)"
+
 echo; echo "== the auditor: a signed checkpoint kept outside the database"
 AUDIT="$PEOPLELOG_HOME/auditor"; mkdir -p "$AUDIT"
 pl keys public > "$AUDIT/verifier.key"
