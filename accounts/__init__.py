@@ -12,21 +12,41 @@ from peoplelog.schema.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._api import Accounts
+    from ._links import LINK_PATHS
+    from ._mail import (
+        ConsoleMailer,
+        FileMailer,
+        Mailer,
+        Message,
+        MessageTexts,
+        SmtpMailer,
+        mailer_from_url,
+    )
+    from ._outbox import OutboxSummary
     from ._scope import Scope
     from ._sessions import Client, IssuedToken, SessionInfo
     from ._settings import AccountSettings, parse_duration
     from ._tokens import TOKEN_BYTES, TokenDigests, TokenKind, new_token, token_digests
 
 __all__ = [
+    "LINK_PATHS",
     "TOKEN_BYTES",
     "AccountSettings",
     "Accounts",
     "Client",
+    "ConsoleMailer",
+    "FileMailer",
     "IssuedToken",
+    "Mailer",
+    "Message",
+    "MessageTexts",
+    "OutboxSummary",
     "Scope",
     "SessionInfo",
+    "SmtpMailer",
     "TokenDigests",
     "TokenKind",
+    "mailer_from_url",
     "new_token",
     "parse_duration",
     "token_digests",
@@ -34,6 +54,10 @@ __all__ = [
 
 _SOURCES = {
     "_api": ("Accounts",),
+    "_links": ("LINK_PATHS",),
+    "_mail": ("ConsoleMailer", "FileMailer", "Mailer", "Message", "MessageTexts", "SmtpMailer",
+              "mailer_from_url"),
+    "_outbox": ("OutboxSummary",),
     "_scope": ("Scope",),
     "_sessions": ("Client", "IssuedToken", "SessionInfo"),
     "_settings": ("AccountSettings", "parse_duration"),

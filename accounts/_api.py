@@ -8,7 +8,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from peoplelog.fields import Keyring, PasswordHasher, normalise_email
+from peoplelog.fields import Keyring, PasswordHasher, check_password_policy, normalise_email
 from peoplelog.ledger import Ledger, Settings
 from peoplelog.schema import (
     InvalidInput,
@@ -18,6 +18,9 @@ from peoplelog.schema import (
     VersionConflict,
 )
 
+from ._links import OneTimeLinks
+from ._mail import Mailer, MessageTexts
+from ._outbox import OutboxSummary, send_pending
 from ._scope import Scope
 from ._sessions import (
     CHECK,
@@ -39,7 +42,7 @@ __all__ = ["Accounts"]
 _LOGIN_FAILED = "invalid email or password"
 
 
-class Accounts:
+class Accounts(OneTimeLinks):
     """The account lifecycle over a ``Ledger`` (which it owns: closing one closes both).
 
     Sessions and personal access tokens are bearer tokens (``pls1_…``, ``plp1_…``) shown
@@ -54,9 +57,11 @@ class Accounts:
     True
     """
 
-    def __init__(self, ledger: Ledger, settings: AccountSettings | None = None) -> None:
+    def __init__(self, ledger: Ledger, settings: AccountSettings | None = None,
+                 texts: MessageTexts | None = None) -> None:
         self.ledger = ledger
         self.settings = settings or AccountSettings.from_environment()
+        self.texts = texts or MessageTexts()
         self._policy = PasswordHasher()
 
     def __repr__(self) -> str:
@@ -67,10 +72,10 @@ class Accounts:
              keyring: Keyring | str | Path | None = None, *,
              settings: Settings | None = None,
              account_settings: AccountSettings | None = None,
-             pool_size: int = 4) -> Accounts:
+             texts: MessageTexts | None = None, pool_size: int = 4) -> Accounts:
         """Connect as ``Ledger.open`` does (the keyring is required)."""
         return cls(Ledger.open(database_url, keyring, settings=settings, pool_size=pool_size),
-                   account_settings)
+                   account_settings, texts)
 
     def close(self) -> None:
         self.ledger.close()
@@ -116,13 +121,54 @@ class Accounts:
                     reason="argon2id parameters upgraded").version
             except VersionConflict:
                 raise LoginFailed(_LOGIN_FAILED) from None
-        lifetime = (self.settings.remember_me_lifetime if remember
-                    else self.settings.session_lifetime)
-        issued = self._issue(match.person_id, TokenKind.SESSION, details, lifetime,
+        issued = self._issue(match.person_id, TokenKind.SESSION, details,
+                             self._lifetime_of(remember),
                              idle=self.settings.session_idle, version=version)
         if issued is None:  # a new version since the password matched: prove it again
             raise LoginFailed(_LOGIN_FAILED)
         return issued
+
+    def login_with_link(self, token: str, *, client: Client | None = None,
+                        remember: bool = False) -> IssuedToken:
+        """Use a sign-in link (``request_login_link``): a new session. ``InvalidToken`` for
+        any bad, used, expired or ended link."""
+        details = details_json(client)
+        person, epoch = self.use_login_link(token)
+        issued = self._issue(person, TokenKind.SESSION, details, self._lifetime_of(remember),
+                             idle=self.settings.session_idle, epoch=epoch)
+        if issued is None:  # the credentials changed since the link was sent
+            raise InvalidToken("invalid token")
+        return issued
+
+    def change_password(self, scope: Scope, current: str, new: str, *,
+                        client: Client | None = None) -> IssuedToken:
+        """Change the scope's person's password: needs a fresh login (``scope.sudo()``) and
+        the current password. Every session and token of the person ends with it; the
+        caller gets a new session (rotated, not carried over)."""
+        person = self._acting_person(scope)
+        if not scope.sudo():
+            raise NotPermitted("changing the password needs a fresh login")
+        check_password_policy(new)
+        details = details_json(client)
+        email = self.ledger.get_person(person).email
+        match = None if email is None else self.ledger.check_password(email, current)
+        if match is None or match.person_id != person:
+            raise LoginFailed(_LOGIN_FAILED)
+        try:
+            version = self.ledger.update_person(
+                person, password=new, expect_version=match.version, actor=scope.actor,
+                reason="password changed").version
+        except VersionConflict:
+            raise LoginFailed(_LOGIN_FAILED) from None
+        issued = self._issue(person, TokenKind.SESSION, details, self.settings.session_lifetime,
+                             idle=self.settings.session_idle, version=version)
+        if issued is None:
+            raise LoginFailed(_LOGIN_FAILED)
+        return issued
+
+    def send_pending(self, mailer: Mailer, *, limit: int | None = None) -> OutboxSummary:
+        """Deliver the outbox's due messages through ``mailer`` (see ``send_pending``)."""
+        return send_pending(self.ledger, mailer, limit=limit)
 
     # --- checking -------------------------------------------------------------------------
 
@@ -203,6 +249,10 @@ class Accounts:
         return issued
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def _lifetime_of(self, remember: bool) -> timedelta:
+        return (self.settings.remember_me_lifetime if remember
+                else self.settings.session_lifetime)
 
     @staticmethod
     def _person(scope: Scope, person_id: uuid.UUID | None) -> uuid.UUID:

@@ -1,13 +1,14 @@
 """The accounts layer's lifetimes: documented defaults, each overridable by an environment
-variable (a duration such as ``14d``, ``12h``, ``20m`` or ``90s``)."""
+variable (a duration such as ``14d``, ``12h``, ``20m`` or ``90s``; ``PEOPLELOG_BASE_URL`` a URL)."""
 
 from __future__ import annotations
 
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import timedelta
+from typing import Any
 
 from peoplelog.schema import ConfigurationError
 
@@ -45,6 +46,18 @@ class AccountSettings:
     """How long after a login a session may do what needs a fresh login (``Scope.sudo``)."""
     touch_interval: timedelta = timedelta(minutes=1)
     """``last_used_at`` is written at most this often per session: a check is a read."""
+    login_link_lifetime: timedelta = timedelta(minutes=15)
+    confirm_link_lifetime: timedelta = timedelta(days=7)
+    reset_link_lifetime: timedelta = timedelta(hours=1)
+    change_email_link_lifetime: timedelta = timedelta(days=1)
+    request_floor: timedelta = timedelta(milliseconds=250)
+    """A request for a link answers no sooner than this, known address or not, so its time
+    does not tell whether the address is registered."""
+    base_url: str = "http://localhost:8000"
+    """Where the links in the mail point (``{base_url}/login/link?token=...``)."""
+    smtp_url: str | None = None
+    """Where ``peoplelog mail send-pending`` delivers: ``smtp://host:port``, ``smtps://…``,
+    ``file:///a/directory`` or ``console:`` (``PEOPLELOG_SMTP_URL``)."""
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> AccountSettings:
@@ -52,15 +65,26 @@ class AccountSettings:
         process environment) applied; a value that is no duration is a
         ``ConfigurationError`` naming the variable."""
         env = os.environ if environ is None else environ
-        settings = cls()
+        given: dict[str, Any] = {}
         for field in fields(cls):
             name = f"PEOPLELOG_{field.name.upper()}"
             value = env.get(name)
             if value is None or not value.strip():
                 continue
+            if field.name == "base_url":
+                given[field.name] = _base_url(name, value.strip())
+                continue
+            if field.name == "smtp_url":
+                given[field.name] = value.strip()
+                continue
             try:
-                duration = parse_duration(value)
+                given[field.name] = parse_duration(value)
             except ValueError as exc:
                 raise ConfigurationError(f"{name}: {exc}") from None
-            settings = replace(settings, **{field.name: duration})
-        return settings
+        return cls(**given)
+
+
+def _base_url(name: str, value: str) -> str:
+    if not value.startswith(("http://", "https://")) or any(c.isspace() for c in value):
+        raise ConfigurationError(f"{name}: give an http:// or https:// URL")
+    return value.rstrip("/")

@@ -2,11 +2,11 @@
 only as two SHA-256 digests. The one implementation of the token format.
 
 A token's text is its kind's prefix (``pls1_`` a session, ``plp1_`` a personal access
-token) and its 32 bytes in unpadded base64url. Stored: ``lookup``, 16 bytes of SHA-256 over
-a label and the whole text (the indexed key), and ``verifier``, SHA-256 over another label
-and the text, compared in constant time. Both cover the prefix, so a token of one kind
-never passes as another; neither reveals the token, so a copy of the database cannot be
-used to log in.
+token, ``plo1_`` a one-time link) and its 32 bytes in unpadded base64url. Stored:
+``lookup``, 16 bytes of SHA-256 over a label and the whole text (the indexed key), and
+``verifier``, SHA-256 over another label and the text, compared in constant time. Both
+cover the prefix, so a token of one kind never passes as another; neither reveals the
+token, so a copy of the database cannot be used to log in.
 """
 
 from __future__ import annotations
@@ -34,9 +34,12 @@ class TokenKind(StrEnum):
 
     SESSION = "session"
     ACCESS_TOKEN = "access_token"  # noqa: S105 - a kind's name
+    ONE_TIME = "one_time"
+    """A link's token: a login, an email confirmation, a password reset, an email change."""
 
 
-_PREFIXES = {TokenKind.SESSION: "pls1_", TokenKind.ACCESS_TOKEN: "plp1_"}
+_PREFIXES = {TokenKind.SESSION: "pls1_", TokenKind.ACCESS_TOKEN: "plp1_",
+             TokenKind.ONE_TIME: "plo1_"}
 _KINDS = {prefix: kind for kind, prefix in _PREFIXES.items()}
 
 

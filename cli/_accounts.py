@@ -1,6 +1,6 @@
 """CLI commands of the accounts layer: ``account register|login``, ``session
-check|list|revoke|revoke-all`` and ``token create|list|revoke``. Passwords and tokens are
-read from stdin only, never from arguments; a token is printed once."""
+check|list|revoke|revoke-all``, ``token create|list`` and ``mail send-pending``. Passwords
+and tokens are read from stdin only, never from arguments; a token is printed once."""
 
 from __future__ import annotations
 
@@ -161,6 +161,23 @@ def cmd_token_list(args: argparse.Namespace) -> tuple[Any, int]:
     return _listed(args, rows)
 
 
+def cmd_mail_send_pending(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.accounts import AccountSettings, mailer_from_url  # noqa: PLC0415
+    from peoplelog.schema.errors import ConfigurationError  # noqa: PLC0415
+
+    url = AccountSettings.from_environment().smtp_url
+    if not url:
+        raise ConfigurationError("set PEOPLELOG_SMTP_URL (smtp://host:port, smtps://..., "
+                                 "file:///a/directory or console:)")
+    mailer = mailer_from_url(url)
+    with _accounts() as accounts:
+        summary = accounts.send_pending(mailer, limit=args.limit)
+    if wants_json(args):
+        return summary.as_dict(), EXIT_OK
+    return (f"sent {summary.sent}, failed {summary.failed} (retried later), "
+            f"{summary.pending} pending"), EXIT_OK
+
+
 def _duration(text: str) -> Any:
     from peoplelog.accounts import parse_duration  # noqa: PLC0415
 
@@ -234,3 +251,12 @@ def register(sub: Any, *, add: AddCommand) -> None:
     p = add(token, "list", cmd_token_list, "a person's live access tokens, with last use",
             "peoplelog token list PERSON_ID --json")
     p.add_argument("person_id", metavar="PERSON_ID")
+
+    mail = add_group(sub, "mail", "deliver the mail outbox",
+                     "PEOPLELOG_SMTP_URL=smtp://127.0.0.1:25 peoplelog mail send-pending",
+                     dest="mail_command")
+    p = add(mail, "send-pending", cmd_mail_send_pending,
+            "deliver the queued messages that are due through PEOPLELOG_SMTP_URL (failures "
+            "are retried later)",
+            "PEOPLELOG_SMTP_URL=file:///tmp/mail peoplelog mail send-pending --json")
+    p.add_argument("--limit", type=int, metavar="N", help="at most N messages this run")

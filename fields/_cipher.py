@@ -33,9 +33,10 @@ from ._speedups import native_enabled
 
 __all__ = ["FIELDS", "DataKey", "NewPersonSealer"]
 
-FIELDS = ("email", "name", "password", "client")
-"""The fields a data key encrypts: a version's three, and ``client``, what tells one of the
-person's sessions or access tokens apart (label or name, IP, user agent)."""
+FIELDS = ("email", "name", "password", "client", "mail")
+"""The fields a data key encrypts: a version's three; ``client``, what tells one of the
+person's sessions or access tokens apart (label or name, IP, user agent); ``mail``, a
+message queued for them (recipient, subject, body)."""
 _VERSION = 0x01
 _AES_256_GCM = 0x01
 _FIELD_HEADER = struct.Struct(">BBI")

@@ -96,6 +96,8 @@ _APP_GRANTS: tuple[tuple[str, str], ...] = (
     ("kek_epochs", "SELECT"),
     ("account_credentials", "SELECT, INSERT, UPDATE"),
     ("account_sessions", "SELECT, INSERT, UPDATE, DELETE"),
+    ("account_one_time", "SELECT, INSERT, DELETE"),
+    ("account_outbox", "SELECT, INSERT, UPDATE, DELETE"),
 )
 
 _AUDITOR_GRANTS = ("people", "log_entries", "checkpoints", "log_meta", "log_refused",

@@ -1,0 +1,235 @@
+"""One-time links: a login link, an email confirmation, a password reset and an email change,
+each issued together with its message in one transaction (the outbox) and consumed once.
+
+Requests for a link name an address; whether it is registered never shows: the answer is
+the same (None), and it comes no sooner than ``request_floor``, known address or not. No
+mail is queued for an address nobody has."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from urllib.parse import quote
+
+from peoplelog.fields import BlindIndexes, NormalisedEmail, check_password_policy, normalise_email
+from peoplelog.ledger import Ledger
+from peoplelog.schema import (
+    EmailTaken,
+    InvalidInput,
+    InvalidToken,
+    NotPermitted,
+    PersonNotFound,
+)
+
+from ._mail import Message, MessageTexts
+from ._scope import Scope
+from ._settings import AccountSettings
+from ._tokens import TokenKind, new_token, token_digests
+
+__all__ = ["LINK_PATHS", "OneTimeLinks", "Purpose"]
+
+Purpose = str
+LINK_PATHS = {"login": "/login/link", "confirm": "/confirm", "reset": "/reset-password",
+              "change_email": "/settings/confirm-email"}
+"""Where each link points, under ``AccountSettings.base_url``."""
+
+_ISSUE = """
+INSERT INTO account_one_time (lookup, verifier, person_id, purpose, sent_to, epoch,
+                              new_email, expires_at)
+SELECT %(lookup)s, %(verifier)s, l.person_id, %(purpose)s, l.blind_index,
+       coalesce(c.epoch, 0), %(new_email)s, now() + %(lifetime)s::interval
+FROM email_lookup AS l
+LEFT JOIN account_credentials AS c ON c.person_id = l.person_id
+WHERE l.person_id = %(person_id)s AND l.blind_index = %(sent_to)s
+RETURNING expires_at
+"""
+"""A token bound to the address it is sent to: issued only while that address's claim is
+the person's."""
+
+_QUEUE = "INSERT INTO account_outbox (message_id, person_id, message) VALUES (%s, %s, %s)"
+
+_TAKE = """
+SELECT t.verifier, t.person_id, t.purpose, t.new_email, t.epoch
+FROM account_one_time AS t
+LEFT JOIN account_credentials AS c ON c.person_id = t.person_id
+WHERE t.lookup = %s AND t.expires_at > now() AND t.epoch = coalesce(c.epoch, 0)
+  AND EXISTS (SELECT 1 FROM email_lookup AS l
+              WHERE l.person_id = t.person_id AND l.blind_index = t.sent_to)
+FOR UPDATE OF t
+"""
+"""The token's row, locked: of concurrent uses, the first takes the lock and deletes the
+row; the others then find nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Used:
+    person_id: uuid.UUID
+    new_email: bytes | None
+    epoch: int
+
+
+class OneTimeLinks:
+    """The link flows of ``Accounts`` (a mixin: it uses the ledger, settings and texts)."""
+
+    ledger: Ledger
+    settings: AccountSettings
+    texts: MessageTexts
+
+    # --- requests -------------------------------------------------------------------------
+
+    def request_login_link(self, email: str) -> None:
+        """Mail a sign-in link (``login_link_lifetime``) to ``email`` if a person has it."""
+        self._request(email, "login")
+
+    def request_password_reset(self, email: str) -> None:
+        """Mail a password-reset link (``reset_link_lifetime``) to ``email`` if a person
+        has it (also when their account is locked: the reset is the way back in)."""
+        self._request(email, "reset")
+
+    def request_confirmation(self, scope: Scope) -> None:
+        """Mail a confirmation link to the scope's person's current address."""
+        person = self._acting_person(scope)
+        email = self.ledger.get_person(person).email
+        if email is None:
+            raise InvalidInput("the person has no email address to confirm")
+        self._send_link(person, normalise_email(email), "confirm")
+
+    def request_email_change(self, scope: Scope, new_email: str) -> None:
+        """Start an email change: needs a fresh login (``scope.sudo()``); mails a link to
+        the new address and a notice to the current one. The address changes (and the
+        lookup moves) only when the link is used."""
+        person = self._acting_person(scope)
+        if not scope.sudo():
+            raise NotPermitted("changing the email needs a fresh login")
+        new = normalise_email(new_email)
+        current = self.ledger.get_person(person).email
+        if current is None:
+            raise InvalidInput("the person has no email address to change")
+        try:
+            holder = self.ledger.find_person(new.display)
+        except PersonNotFound:
+            holder = None
+        if holder == person:
+            raise InvalidInput("that is already the account's address")
+        if holder is not None:
+            raise EmailTaken("email is already registered to another person")
+        notice = Message(to=current, subject=self.texts.email_change_notice_subject,
+                         body=self.texts.email_change_notice_body, sender=self.texts.sender)
+        self._send_link(person, normalise_email(current), "change_email", new_email=new,
+                        extra=notice)
+
+    # --- using a link ---------------------------------------------------------------------
+
+    def use_login_link(self, token: str) -> tuple[uuid.UUID, int]:
+        """The person a sign-in link is for (it is then used up) and the credential epoch
+        it was issued under; ``Accounts.login_with_link`` opens the session. The address
+        it came to is confirmed by its use."""
+        used = self._take(token, "login")
+        self._confirm(used.person_id)
+        return used.person_id, used.epoch
+
+    def confirm_email(self, token: str) -> uuid.UUID:
+        """Use a confirmation link: an ``email_verified`` version (none if already)."""
+        used = self._take(token, "confirm")
+        self._confirm(used.person_id)
+        return used.person_id
+
+    def reset_password(self, token: str, new_password: str) -> uuid.UUID:
+        """Use a reset link: a ``password_changed`` version, which ends every session and
+        token of the person. The password is checked before the link is used up."""
+        check_password_policy(new_password)
+        used = self._take(token, "reset")
+        self.ledger.update_person(used.person_id, password=new_password,
+                                  actor=f"person:{used.person_id}", reason="password reset")
+        return used.person_id
+
+    def confirm_email_change(self, token: str) -> uuid.UUID:
+        """Use an email-change link: the new address becomes the person's (a version; the
+        lookup moves), confirmed; every session and token of the person ends."""
+        used = self._take(token, "change_email")
+        assert used.new_email is not None
+        email = self.ledger.decrypt_field(used.person_id, "email", used.new_email).decode()
+        self.ledger.update_person(used.person_id, email=email, verified=True,
+                                  actor=f"person:{used.person_id}", reason="email changed")
+        return used.person_id
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _acting_person(self, scope: Scope) -> uuid.UUID:
+        if scope.person_id is None or scope.service is not None:
+            raise NotPermitted("only a person's own session can do this")
+        return scope.person_id
+
+    def _lifetime(self, purpose: Purpose) -> timedelta:
+        return {"login": self.settings.login_link_lifetime,
+                "confirm": self.settings.confirm_link_lifetime,
+                "reset": self.settings.reset_link_lifetime,
+                "change_email": self.settings.change_email_link_lifetime}[purpose]
+
+    def _request(self, email: str, purpose: Purpose) -> None:
+        started = time.monotonic()
+        try:
+            try:
+                normalised = normalise_email(email)
+                person = self.ledger.find_person(normalised.display)
+            except (InvalidInput, PersonNotFound):
+                return  # the same answer, after the same floor
+            self._send_link(person, normalised, purpose)
+        finally:
+            rest = self.settings.request_floor.total_seconds() - (time.monotonic() - started)
+            if rest > 0:
+                time.sleep(rest)
+
+    def _send_link(self, person: uuid.UUID, to: NormalisedEmail, purpose: Purpose, *,
+                   new_email: NormalisedEmail | None = None,
+                   extra: Message | None = None) -> None:
+        token, digests = new_token(TokenKind.ONE_TIME)
+        lifetime = self._lifetime(purpose)
+        link = f"{self.settings.base_url}{LINK_PATHS[purpose]}?token={quote(token)}"
+        minutes = int(lifetime.total_seconds() // 60)
+        subject = getattr(self.texts, f"{purpose}_subject")
+        body = getattr(self.texts, f"{purpose}_body").format(link=link, minutes=minutes)
+        recipient = new_email.display if new_email is not None else to.display
+        messages = [Message(to=recipient, subject=subject, body=body, sender=self.texts.sender)]
+        if extra is not None:
+            messages.append(extra)
+        sealed = [self.ledger.encrypt_field(person, "mail", m.to_json()) for m in messages]
+        sealed_new = None if new_email is None else self.ledger.encrypt_field(
+            person, "email", new_email.display.encode())
+        sent_to = BlindIndexes.of(self.ledger.keyring).active.digest(to)
+
+        def issue(conn: Any) -> bool:
+            row = conn.execute(_ISSUE, {
+                "lookup": digests.lookup, "verifier": digests.verifier, "purpose": purpose,
+                "new_email": sealed_new, "lifetime": lifetime, "person_id": person,
+                "sent_to": sent_to}).fetchone()
+            if row is None:
+                return False
+            for blob in sealed:
+                conn.execute(_QUEUE, (uuid.uuid4(), person, blob))
+            return True
+
+        self.ledger.database.transaction(issue)  # nothing queued when the address moved
+
+    def _take(self, token: str, purpose: Purpose) -> _Used:
+        digests = token_digests(token, TokenKind.ONE_TIME)
+
+        def take(conn: Any) -> _Used | None:
+            row = conn.execute(_TAKE, (digests.lookup,)).fetchone()
+            if row is None or not digests.matches(bytes(row[0])) or row[2] != purpose:
+                return None
+            conn.execute("DELETE FROM account_one_time WHERE lookup = %s", (digests.lookup,))
+            return _Used(row[1], None if row[3] is None else bytes(row[3]), row[4])
+
+        used = self.ledger.database.transaction(take)
+        if used is None:
+            raise InvalidToken("invalid token")
+        return used
+
+    def _confirm(self, person: uuid.UUID) -> None:
+        if self.ledger.get_person(person).verified_at is None:
+            self.ledger.update_person(person, verified=True, actor=f"person:{person}",
+                                      reason="email confirmed")

@@ -1,0 +1,295 @@
+"""One-time links and the mail outbox, end to end: a real SMTP server on localhost
+(aiosmtpd) receives the mail, the link is read out of it and used; nothing is mocked."""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import re
+import socket
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from aiosmtpd.controller import Controller
+from conftest import Cli
+
+from peoplelog.accounts import (
+    Accounts,
+    AccountSettings,
+    FileMailer,
+    MessageTexts,
+    SmtpMailer,
+    mailer_from_url,
+)
+from peoplelog.fields import Keyring
+from peoplelog.ledger import Database, Ledger
+from peoplelog.schema import (
+    ConfigurationError,
+    EmailTaken,
+    InvalidToken,
+    LoginFailed,
+    NotPermitted,
+)
+
+PASSWORD = "correct horse battery staple"
+NEW_PASSWORD = "another horse battery staple"
+_TOKEN = re.compile(r"token=(plo1_[A-Za-z0-9_-]{43})")
+
+
+class Inbox:
+    """What the SMTP server received: (recipients, parsed message)."""
+
+    def __init__(self) -> None:
+        self.mails: list[tuple[list[str], email.message.Message]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.mails.append((list(envelope.rcpt_tos), email.message_from_bytes(envelope.content)))
+        return "250 OK"
+
+    def to(self, address: str) -> list[email.message.Message]:
+        return [m for rcpts, m in self.mails if address.lower() in (r.lower() for r in rcpts)]
+
+    def token_for(self, address: str) -> str:
+        body = self.to(address)[-1].get_payload(decode=True)
+        assert isinstance(body, bytes)
+        found = _TOKEN.search(body.decode())
+        assert found is not None, body
+        return found[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def smtp() -> Iterator[tuple[Inbox, SmtpMailer]]:
+    inbox = Inbox()
+    port = _free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, SmtpMailer(f"smtp://127.0.0.1:{port}")
+    finally:
+        controller.stop()
+
+
+@pytest.fixture(scope="module")
+def accounts(database_url: str, keyring: Keyring) -> Iterator[Accounts]:
+    settings = AccountSettings(request_floor=timedelta(milliseconds=150),
+                               base_url="https://accounts.example")
+    with Accounts(Ledger(Database(database_url, pool_size=8), keyring), settings) as opened:
+        yield opened
+
+
+def _member(accounts: Accounts, tag: str = "link") -> tuple[uuid.UUID, str]:
+    address = f"{tag}-{uuid.uuid4().hex[:10]}@example.org"
+    return accounts.register(address, password=PASSWORD, name="Member"), address
+
+
+def _outbox(conn: psycopg.Connection[Any], person: uuid.UUID) -> list[tuple[Any, ...]]:
+    return conn.execute("SELECT message, sent_at, attempts, last_error FROM account_outbox"
+                        " WHERE person_id = %s ORDER BY created_at", (person,)).fetchall()
+
+
+def test_a_password_reset_by_link_through_a_real_smtp_server(
+        accounts: Accounts, smtp: tuple[Inbox, SmtpMailer],
+        conn: psycopg.Connection[Any]) -> None:
+    inbox, mailer = smtp
+    person, address = _member(accounts)
+    session = accounts.login(address, PASSWORD)
+    accounts.request_password_reset(address.upper())
+    [(sealed, sent_at, _, _)] = _outbox(conn, person)
+    assert sent_at is None and address.encode() not in bytes(sealed)
+    assert b"plo1_" not in bytes(sealed)
+    assert accounts.send_pending(mailer).sent >= 1
+    [(emptied, sent_at, _, _)] = _outbox(conn, person)
+    assert sent_at is not None and bytes(emptied) == b""  # the text goes once sent
+    [mail] = inbox.to(address)
+    assert mail["Subject"] == "Reset your password"
+    token = inbox.token_for(address)
+    assert "https://accounts.example/reset-password?token=" in str(mail.get_payload())
+    assert accounts.reset_password(token, NEW_PASSWORD) == person
+    with pytest.raises(InvalidToken):
+        accounts.check(session.token)  # the reset ended every session
+    with pytest.raises(InvalidToken):
+        accounts.reset_password(token, "third horse battery staple")  # used up
+    with pytest.raises(LoginFailed):
+        accounts.login(address, PASSWORD)
+    assert accounts.login(address, NEW_PASSWORD).person_id == person
+    ops = [entry.op for entry in accounts.ledger.history(person)]
+    assert ops[-1] == "password_changed"
+
+
+def test_requests_for_unknown_addresses_look_the_same_and_send_nothing(
+        accounts: Accounts, conn: psycopg.Connection[Any]) -> None:
+    before = conn.execute("SELECT count(*) FROM account_outbox").fetchone()
+    _, known = _member(accounts)
+    timings = {}
+    for label, address in (("known", known), ("unknown", f"nobody-{uuid.uuid4().hex}@x.org"),
+                           ("invalid", "not an address")):
+        started = time.monotonic()
+        assert accounts.request_login_link(address) is None
+        assert accounts.request_password_reset(address) is None
+        timings[label] = time.monotonic() - started
+    assert all(t >= 0.3 for t in timings.values()), timings  # two requests, 150 ms floor each
+    after = conn.execute("SELECT count(*) FROM account_outbox").fetchone()
+    assert before is not None and after is not None and after[0] - before[0] == 2
+
+
+def test_a_login_link_opens_a_session_once_and_confirms_the_address(
+        accounts: Accounts, smtp: tuple[Inbox, SmtpMailer]) -> None:
+    inbox, mailer = smtp
+    person = accounts.register(address := f"magic-{uuid.uuid4().hex[:8]}@example.org")
+    accounts.request_login_link(address)
+    accounts.send_pending(mailer)
+    token = inbox.token_for(address)
+    with pytest.raises(InvalidToken):
+        accounts.confirm_email(token)  # a login link is not a confirmation link
+    session = accounts.login_with_link(token)
+    assert accounts.check(session.token).person_id == person
+    with pytest.raises(InvalidToken):
+        accounts.login_with_link(token)
+    assert accounts.ledger.get_person(person).verified_at is not None
+
+
+def test_of_a_hundred_concurrent_uses_of_one_link_exactly_one_wins(
+        accounts: Accounts, smtp: tuple[Inbox, SmtpMailer]) -> None:
+    inbox, mailer = smtp
+    person, address = _member(accounts, "race")
+    session = accounts.login(address, PASSWORD)
+    accounts.request_confirmation(accounts.check(session.token))
+    accounts.send_pending(mailer)
+    token = inbox.token_for(address)
+
+    def use() -> str:
+        try:
+            return str(accounts.confirm_email(token))
+        except InvalidToken:
+            return "refused"
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        outcomes = list(pool.map(lambda _: use(), range(100)))
+    assert outcomes.count(str(person)) == 1 and outcomes.count("refused") == 99
+    ops = [entry.op for entry in accounts.ledger.history(person)]
+    assert ops.count("email_verified") == 1
+
+
+def test_an_email_change_needs_a_fresh_login_and_moves_only_when_the_link_is_used(
+        accounts: Accounts, smtp: tuple[Inbox, SmtpMailer]) -> None:
+    inbox, mailer = smtp
+    person, old = _member(accounts, "old")
+    _, taken = _member(accounts, "taken")
+    new = f"new-{uuid.uuid4().hex[:8]}@example.org"
+    session = accounts.login(old, PASSWORD)
+    scope = accounts.check(session.token)
+    stale = dataclasses.replace(scope, authenticated_at=scope.authenticated_at
+                                - timedelta(hours=1))  # type: ignore[operator]
+    with pytest.raises(NotPermitted):
+        accounts.request_email_change(stale, new)
+    with pytest.raises(EmailTaken):
+        accounts.request_email_change(scope, taken)
+    accounts.request_email_change(scope, new)
+    accounts.send_pending(mailer)
+    assert inbox.to(old)[-1]["Subject"] == "Your account's email address is being changed"
+    assert _TOKEN.search(str(inbox.to(old)[-1].get_payload())) is None  # no link to the old
+    assert accounts.ledger.find_person(old) == person  # nothing moved yet
+    token = inbox.token_for(new)
+    assert accounts.confirm_email_change(token) == person
+    assert accounts.ledger.find_person(new) == person
+    with pytest.raises(InvalidToken):
+        accounts.check(session.token)  # the change ended the person's sessions
+    with pytest.raises(InvalidToken):
+        accounts.confirm_email_change(token)
+
+
+def test_a_link_stops_working_when_the_email_changes(accounts: Accounts,
+                                                      smtp: tuple[Inbox, SmtpMailer]) -> None:
+    inbox, mailer = smtp
+    person, address = _member(accounts, "moving")
+    accounts.request_password_reset(address)
+    accounts.send_pending(mailer)
+    token = inbox.token_for(address)
+    accounts.ledger.update_person(person, email=f"elsewhere-{uuid.uuid4().hex[:6]}@example.org")
+    with pytest.raises(InvalidToken):
+        accounts.reset_password(token, NEW_PASSWORD)
+
+
+def test_an_erasure_takes_the_links_and_the_queued_mail(accounts: Accounts,
+                                                        conn: psycopg.Connection[Any]) -> None:
+    person, address = _member(accounts, "erased")
+    accounts.request_password_reset(address)
+    accounts.request_login_link(address)
+    assert len(_outbox(conn, person)) == 2
+    accounts.ledger.erase_person(person, actor="dpo", reason="request")
+    assert _outbox(conn, person) == []
+    assert conn.execute("SELECT count(*) FROM account_one_time WHERE person_id = %s",
+                        (person,)).fetchone() == (0,)
+
+
+def test_undeliverable_mail_is_retried_later(accounts: Accounts,
+                                             smtp: tuple[Inbox, SmtpMailer],
+                                             conn: psycopg.Connection[Any]) -> None:
+    inbox, mailer = smtp
+    person, address = _member(accounts, "retry")
+    accounts.ledger.database.transaction(  # deliver only this person's mail in this test
+        lambda c: c.execute("UPDATE account_outbox SET sent_at = now() WHERE sent_at IS NULL"))
+    accounts.request_login_link(address)
+    dead = SmtpMailer(f"smtp://127.0.0.1:{_free_port()}", timeout=2)
+    assert accounts.send_pending(dead).failed == 1
+    [(_, sent_at, attempts, error)] = _outbox(conn, person)
+    assert (sent_at, attempts, error) == (None, 1, "ConnectionRefusedError")
+    assert accounts.send_pending(mailer).sent == 0  # not due yet
+    accounts.ledger.database.transaction(lambda c: c.execute(
+        "UPDATE account_outbox SET next_attempt_at = now() WHERE person_id = %s", (person,)))
+    assert accounts.send_pending(mailer).sent == 1
+    assert inbox.to(address)
+
+
+def test_a_password_change_needs_the_current_password_and_rotates_the_session(
+        accounts: Accounts) -> None:
+    person, address = _member(accounts, "change")
+    first = accounts.login(address, PASSWORD)
+    other = accounts.login(address, PASSWORD)
+    scope = accounts.check(first.token)
+    with pytest.raises(LoginFailed):
+        accounts.change_password(scope, "wrong horse battery staple", NEW_PASSWORD)
+    rotated = accounts.change_password(scope, PASSWORD, NEW_PASSWORD)
+    assert rotated.token != first.token and accounts.check(rotated.token).person_id == person
+    for ended in (first.token, other.token):
+        with pytest.raises(InvalidToken):
+            accounts.check(ended)
+
+
+def test_texts_mailers_and_urls(tmp_path: Path) -> None:
+    texts = MessageTexts(reset_subject="Neues Passwort")
+    assert texts.reset_subject == "Neues Passwort" and texts.login_subject
+    with pytest.raises(ConfigurationError):
+        MessageTexts(login_body="")
+    assert isinstance(mailer_from_url(f"file://{tmp_path}/mail"), FileMailer)
+    assert isinstance(mailer_from_url("smtp://127.0.0.1:2525"), SmtpMailer)
+    for bad in ("http://example.org", "smtp://", "smtp://host:port"):
+        with pytest.raises(ConfigurationError):
+            mailer_from_url(bad)
+
+
+def test_the_cli_sends_pending_mail_to_a_directory(cli: Cli, tmp_path: Path,
+                                                   accounts: Accounts) -> None:
+    _, address = _member(accounts, "cli-mail")
+    accounts.request_password_reset(address)
+    sent = cli("mail", "send-pending", "--json",
+               env={"PEOPLELOG_SMTP_URL": f"file://{tmp_path}/outbox"})
+    assert sent.code == 0, sent.stderr
+    assert sent.json["sent"] >= 1 and sent.json["pending"] == 0
+    files = list((tmp_path / "outbox").glob("*.eml"))
+    assert any(address in f.read_text() for f in files)
+    assert cli("mail", "send-pending", env={"PEOPLELOG_SMTP_URL": ""}).code == 2
