@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         mailer_from_url,
     )
     from ._outbox import OutboxSummary
+    from ._policy import PasswordPolicy
     from ._scope import Scope
     from ._sessions import Client, IssuedToken, SessionInfo
     from ._settings import AccountSettings, parse_duration
@@ -41,6 +42,7 @@ __all__ = [
     "Message",
     "MessageTexts",
     "OutboxSummary",
+    "PasswordPolicy",
     "Scope",
     "SessionInfo",
     "SmtpMailer",
@@ -58,6 +60,7 @@ _SOURCES = {
     "_mail": ("ConsoleMailer", "FileMailer", "Mailer", "Message", "MessageTexts", "SmtpMailer",
               "mailer_from_url"),
     "_outbox": ("OutboxSummary",),
+    "_policy": ("PasswordPolicy",),
     "_scope": ("Scope",),
     "_sessions": ("Client", "IssuedToken", "SessionInfo"),
     "_settings": ("AccountSettings", "parse_duration"),

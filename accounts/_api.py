@@ -8,7 +8,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from peoplelog.fields import Keyring, PasswordHasher, check_password_policy, normalise_email
+from peoplelog.fields import Keyring, PasswordHasher, normalise_email
 from peoplelog.ledger import Ledger, Settings
 from peoplelog.schema import (
     InvalidInput,
@@ -21,6 +21,7 @@ from peoplelog.schema import (
 from ._links import OneTimeLinks
 from ._mail import Mailer, MessageTexts
 from ._outbox import OutboxSummary, send_pending
+from ._policy import PasswordPolicy
 from ._scope import Scope
 from ._sessions import (
     CHECK,
@@ -62,7 +63,9 @@ class Accounts(OneTimeLinks):
         self.ledger = ledger
         self.settings = settings or AccountSettings.from_environment()
         self.texts = texts or MessageTexts()
-        self._policy = PasswordHasher()
+        self.policy = PasswordPolicy(self.settings.min_password_length,
+                                     self.settings.min_password_score)
+        self._hasher = PasswordHasher()
 
     def __repr__(self) -> str:
         return f"Accounts(ledger={self.ledger!r})"
@@ -91,11 +94,13 @@ class Accounts(OneTimeLinks):
 
     def register(self, email: str, *, password: str | None = None, name: str | None = None,
                  scope: Scope | None = None) -> uuid.UUID:
-        """A new person with ``email`` and, unless they will log in by link or code, a
-        password (12 to 1024 characters, no NUL; checked before anything is looked up).
-        ``name`` defaults to the address's local part. ``EmailTaken`` when the address is
-        another person's."""
+        """A new person with ``email`` and, unless they will log in by link, a password
+        (``PasswordPolicy``: 12 to 1024 characters, strong enough, no NUL; checked before
+        anything is looked up). ``name`` defaults to the address's local part.
+        ``EmailTaken`` when the address is another person's."""
         normalised = normalise_email(email)
+        if password is not None:
+            self.policy.check(password, (normalised.display.split("@")[0], name or ""))
         ref = self.ledger.create_person(
             email=email, name=name if name is not None else normalised.display.split("@")[0],
             password=password, actor=None if scope is None else scope.actor,
@@ -116,7 +121,7 @@ class Accounts(OneTimeLinks):
         if match.needs_rehash:
             try:
                 version = self.ledger.update_person(
-                    match.person_id, password_hash=self._policy.hash(password),
+                    match.person_id, password_hash=self._hasher.hash(password),
                     expect_version=version, actor="peoplelog",
                     reason="argon2id parameters upgraded").version
             except VersionConflict:
@@ -148,9 +153,10 @@ class Accounts(OneTimeLinks):
         person = self._acting_person(scope)
         if not scope.sudo():
             raise NotPermitted("changing the password needs a fresh login")
-        check_password_policy(new)
         details = details_json(client)
-        email = self.ledger.get_person(person).email
+        view = self.ledger.get_person(person)
+        self.policy.check(new, ((view.email or "").split("@")[0], view.name or ""))
+        email = view.email
         match = None if email is None else self.ledger.check_password(email, current)
         if match is None or match.person_id != person:
             raise LoginFailed(_LOGIN_FAILED)

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
-from peoplelog.fields import BlindIndexes, NormalisedEmail, check_password_policy, normalise_email
+from peoplelog.fields import BlindIndexes, NormalisedEmail, normalise_email
 from peoplelog.ledger import Ledger
 from peoplelog.schema import (
     EmailTaken,
@@ -25,6 +25,7 @@ from peoplelog.schema import (
 )
 
 from ._mail import Message, MessageTexts
+from ._policy import PasswordPolicy
 from ._scope import Scope
 from ._settings import AccountSettings
 from ._tokens import TokenKind, new_token, token_digests
@@ -77,6 +78,7 @@ class OneTimeLinks:
     ledger: Ledger
     settings: AccountSettings
     texts: MessageTexts
+    policy: PasswordPolicy
 
     # --- requests -------------------------------------------------------------------------
 
@@ -140,7 +142,7 @@ class OneTimeLinks:
     def reset_password(self, token: str, new_password: str) -> uuid.UUID:
         """Use a reset link: a ``password_changed`` version, which ends every session and
         token of the person. The password is checked before the link is used up."""
-        check_password_policy(new_password)
+        self.policy.check(new_password)
         used = self._take(token, "reset")
         self.ledger.update_person(used.person_id, password=new_password,
                                   actor=f"person:{used.person_id}", reason="password reset")

@@ -55,6 +55,10 @@ class AccountSettings:
     does not tell whether the address is registered."""
     base_url: str = "http://localhost:8000"
     """Where the links in the mail point (``{base_url}/login/link?token=...``)."""
+    min_password_length: int = 12
+    """Passwords are at least this long (and at most 1024 characters)."""
+    min_password_score: int = 3
+    """The least zxcvbn strength score (0 to 4) a new password must reach."""
     smtp_url: str | None = None
     """Where ``peoplelog mail send-pending`` delivers: ``smtp://host:port``, ``smtps://…``,
     ``file:///a/directory`` or ``console:`` (``PEOPLELOG_SMTP_URL``)."""
@@ -76,6 +80,11 @@ class AccountSettings:
                 continue
             if field.name == "smtp_url":
                 given[field.name] = value.strip()
+                continue
+            if field.name.startswith("min_password"):
+                if not value.strip().isdigit():
+                    raise ConfigurationError(f"{name}: give a whole number")
+                given[field.name] = int(value)
                 continue
             try:
                 given[field.name] = parse_duration(value)

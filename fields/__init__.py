@@ -21,7 +21,13 @@ if TYPE_CHECKING:
     )
     from ._keyed import KeyedHash
     from ._keyring import KEYRING_FORMAT, REQUIRED_PURPOSES, Key, KeyPurpose, Keyring
-    from ._password import MAX_PASSWORD, MIN_PASSWORD, PasswordHasher, check_password_policy
+    from ._password import (
+        MAX_PASSWORD,
+        MIN_PASSWORD,
+        PasswordHasher,
+        check_password_policy,
+        check_phc_bounds,
+    )
     from ._run_ids import RunIds
     from ._speedups import PURE_PYTHON_VARIABLE, native_enabled
 
@@ -49,6 +55,7 @@ __all__ = [
     "PasswordHasher",
     "RunIds",
     "check_password_policy",
+    "check_phc_bounds",
     "native_enabled",
     "normalise_email",
 ]
@@ -60,7 +67,8 @@ _SOURCES = {
                "normalise_email"),
     "_keyed": ("KeyedHash",),
     "_keyring": ("KEYRING_FORMAT", "REQUIRED_PURPOSES", "Key", "KeyPurpose", "Keyring"),
-    "_password": ("MAX_PASSWORD", "MIN_PASSWORD", "PasswordHasher", "check_password_policy"),
+    "_password": ("MAX_PASSWORD", "MIN_PASSWORD", "PasswordHasher", "check_password_policy",
+                  "check_phc_bounds"),
     "_run_ids": ("RunIds",),
     "_speedups": ("PURE_PYTHON_VARIABLE", "native_enabled"),
 }

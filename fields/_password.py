@@ -15,6 +15,7 @@ __all__ = [
     "MIN_PASSWORD",
     "PasswordHasher",
     "check_password_policy",
+    "check_phc_bounds",
 ]
 
 MIN_PASSWORD = 8
@@ -26,6 +27,33 @@ _PARAMETERS = argon2.Parameters(
     type=argon2.Type.ID, version=19, salt_len=16, hash_len=32,
     time_cost=3, memory_cost=65536, parallelism=4,
 )
+
+
+_OWASP_MEMORY = {1: 47104, 2: 19456, 3: 12288, 4: 9216}
+"""OWASP's argon2id minimums (p=1): the least memory (KiB) for each time cost; 5 or more
+passes need 7168 KiB."""
+_MAX_MEMORY = 1 << 20  # 1 GiB
+_MAX_TIME = 16
+_MAX_PARALLELISM = 16
+
+
+def check_phc_bounds(phc: str, what: str = "password hash") -> str:
+    """Refuse a stored argon2id hash that is not a PHC string, weaker than OWASP's minimum
+    (the table above), or so heavy that checking it would be a denial of service (above
+    1 GiB, 16 passes or 16 lanes). Accepted hashes are upgraded to the pinned parameters at
+    the next login."""
+    if not PasswordHasher.is_phc(phc):
+        raise InvalidInput(f"{what} is not an argon2id PHC string")
+    found = argon2.extract_parameters(phc)
+    least = _OWASP_MEMORY.get(found.time_cost, 7168)
+    if found.memory_cost < least:
+        raise InvalidInput(f"{what} is weaker than OWASP's argon2id minimum (with "
+                           f"t={found.time_cost}, at least m={least})")
+    if (found.memory_cost > _MAX_MEMORY or found.time_cost > _MAX_TIME
+            or found.parallelism > _MAX_PARALLELISM):
+        raise InvalidInput(f"{what} parameters are too heavy to check (at most "
+                           f"m={_MAX_MEMORY}, t={_MAX_TIME}, p={_MAX_PARALLELISM})")
+    return phc
 
 
 def check_password_policy(password: str) -> str:

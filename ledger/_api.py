@@ -16,6 +16,7 @@ from peoplelog.fields import (
     Keyring,
     NormalisedEmail,
     PasswordHasher,
+    check_phc_bounds,
     normalise_email,
 )
 from peoplelog.schema import (
@@ -463,9 +464,7 @@ class Ledger:
         if password is not None:
             return self._hasher.hash(password)
         if password_hash is not None:
-            if not PasswordHasher.is_phc(password_hash):
-                raise InvalidInput("password hash is not an argon2id PHC string")
-            return password_hash
+            return check_phc_bounds(password_hash)
         return None
 
     def _change(self, *, email: str | None, name: str | None, password: str | None,

@@ -5,6 +5,7 @@ PostgreSQL."""
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 import uuid
@@ -324,3 +325,37 @@ def test_the_cli_registers_logs_in_checks_lists_and_revokes(cli: Cli) -> None:
     assert revoked.code == 0 and revoked.json["revoked"] == 1
     assert cli("session", "check", stdin=again.json["token"] + "\n").code == 6
     assert cli("session", "revoke", str(uuid.uuid4())).code == 3
+
+
+def test_new_passwords_must_be_long_and_strong_enough(accounts: Accounts,
+                                                      conn: psycopg.Connection[Any]) -> None:
+    before = conn.execute("SELECT count(*) FROM people").fetchone()
+    email = _email("policy")
+    for password, problem in (("password1234", "too weak: This is a very common password"),
+                              ("Tr0ub4dor&3", "too short (at least 12"),
+                              ("correct horse\x00battery", "NUL"),
+                              ("correct horse \ud800 battery", "not valid UTF-8"),
+                              (email.split("@")[0] * 2, "too weak")):
+        with pytest.raises(InvalidInput, match=re.escape(problem)) as caught:
+            accounts.register(email, password=password)
+        assert password not in str(caught.value)
+    assert conn.execute("SELECT count(*) FROM people").fetchone() == before
+    person, address = _member(accounts, "policy")
+    scope = accounts.check(accounts.login(address, PASSWORD).token)
+    with pytest.raises(InvalidInput, match="too weak"):
+        accounts.change_password(scope, PASSWORD, "qwertyuiop123")
+    lenient = AccountSettings.from_environment({"PEOPLELOG_MIN_PASSWORD_LENGTH": "16",
+                                                "PEOPLELOG_MIN_PASSWORD_SCORE": "0"})
+    assert (lenient.min_password_length, lenient.min_password_score) == (16, 0)
+    with pytest.raises(ConfigurationError, match="PEOPLELOG_MIN_PASSWORD_SCORE"):
+        AccountSettings.from_environment({"PEOPLELOG_MIN_PASSWORD_SCORE": "high"})
+    assert accounts.check(accounts.login(address, PASSWORD).token).person_id == person
+
+
+def test_stored_hashes_outside_argon2id_bounds_are_refused(accounts: Accounts) -> None:
+    weak = argon2.PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(PASSWORD)
+    heavy = "$argon2id$v=19$m=4194304,t=3,p=4$c2FsdHNhbHRzYWx0$" + "A" * 43
+    with pytest.raises(InvalidInput, match="weaker than OWASP"):
+        accounts.ledger.create_person(email=_email("weak"), name="W", password_hash=weak)
+    with pytest.raises(InvalidInput, match="too heavy"):
+        accounts.ledger.create_person(email=_email("heavy"), name="H", password_hash=heavy)

@@ -576,6 +576,14 @@ class TestBadRows:
             ({"email": f"{t}-phc@example.org", "name": "B",
               "password_hash": f"$argon2id$v=19$m=65536,t=3,p=4${secret}!!$abc"},
              "password_hash is not an argon2id PHC string"),
+            ({"email": f"{t}-weak@example.org", "name": "B",
+              "password_hash": "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHRzYWx0$"
+                               "aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA"},
+             "password_hash is weaker than OWASP's argon2id minimum"),
+            ({"email": f"{t}-heavy@example.org", "name": "B",
+              "password_hash": "$argon2id$v=19$m=4194304,t=3,p=4$c2FsdHNhbHRzYWx0$"
+                               "aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaA"},
+             "password_hash parameters are too heavy"),
             ({"email": f"{t}-phc2@example.org", "name": "B",
               "password_hash": "$argon2id$v=19$m=65536,t=3,p=4$\ud800AAAAAAAAAAAA$"
                                "AAAAAAAAAAAAAAAAAAAAAA"},

@@ -43,9 +43,9 @@ from peoplelog.schema import VersionRecord, apply_migrations
 Conn = psycopg.Connection[Any]
 
 # Valid argon2id PHC strings (cheap parameters): hashing real passwords is not the point here.
-PHC_1 = ("$argon2id$v=19$m=8,t=1,p=1$mbtcPMgPOg1zLTuLyNIz2w$"
+PHC_1 = ("$argon2id$v=19$m=19456,t=2,p=1$mbtcPMgPOg1zLTuLyNIz2w$"
          "GFA05gfcN9pu30FdI1P5TQlMuYv6YPDCPYUxuOR7iy4")
-PHC_2 = ("$argon2id$v=19$m=8,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$"
+PHC_2 = ("$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$"
          "GFA05gfcN9pu30FdI1P5TQlMuYv6YPDCPYUxuOR7iy4")
 FORGED_CID = "b" + base64.b32encode(bytes([1, 0x55, 0x12, 0x20]) + bytes(32)).decode(
 ).lower().rstrip("=")

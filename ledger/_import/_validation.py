@@ -11,8 +11,8 @@ from typing import Any
 from peoplelog.fields import (
     BlindIndex,
     NormalisedEmail,
-    PasswordHasher,
     check_password_policy,
+    check_phc_bounds,
     normalise_email,
 )
 from peoplelog.schema import InvalidInput
@@ -137,8 +137,10 @@ def validate(line: int, record: dict[str, Any], blind: BlindIndex) -> Row | RowE
             raise InvalidInput("give password or password_hash, not both")
         if password is not None:
             check_password_policy(password)
-        if phc is not None and (not isinstance(phc, str) or not PasswordHasher.is_phc(phc)):
-            raise InvalidInput("password_hash is not an argon2id PHC string")
+        if phc is not None:
+            if not isinstance(phc, str):
+                raise InvalidInput("password_hash is not an argon2id PHC string")
+            check_phc_bounds(phc, "password_hash")
         verified_at = _timestamp(record.get("verified_at"))
         external_id = _external_id(record.get("external_id"))
         return Row(
