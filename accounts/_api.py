@@ -8,13 +8,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from peoplelog.fields import Keyring, PasswordHasher, normalise_email
+from peoplelog.fields import BlindIndexes, Keyring, PasswordHasher, normalise_email
 from peoplelog.ledger import Ledger, Settings
 from peoplelog.schema import (
     InvalidInput,
     InvalidToken,
     LoginFailed,
     NotPermitted,
+    PersonNotFound,
     VersionConflict,
 )
 
@@ -31,11 +32,13 @@ from ._sessions import (
     Client,
     IssuedToken,
     SessionInfo,
+    client_address,
     details_json,
     idle_seconds,
     read_details,
 )
 from ._settings import AccountSettings
+from ._throttle import Throttle
 from ._tokens import TokenKind, new_token, token_digests
 
 __all__ = ["Accounts"]
@@ -66,6 +69,9 @@ class Accounts(OneTimeLinks):
         self.policy = PasswordPolicy(self.settings.min_password_length,
                                      self.settings.min_password_score)
         self._hasher = PasswordHasher()
+        self.throttle = Throttle(self.settings.login_attempts_per_account,
+                                 self.settings.login_attempts_per_client,
+                                 self.settings.login_window, self.settings.lockout)
 
     def __repr__(self) -> str:
         return f"Accounts(ledger={self.ledger!r})"
@@ -114,6 +120,14 @@ class Accounts(OneTimeLinks):
         invalid or erased email, wrong password. An outdated hash is upgraded first (a
         ``password_changed`` version, which ends the person's other sessions)."""
         details = details_json(client)  # checked before the password, like every input
+        person = self._claimed(email)
+        address = client_address(client)
+        digest = None if address is None else BlindIndexes.of(
+            self.ledger.keyring).active.client_address_digest(address)
+        if not self.ledger.database.transaction(
+                lambda conn: self.throttle.count(conn, person, digest)):
+            self._hasher.verify_dummy(password)  # locked: the same answer, the same work
+            raise LoginFailed(_LOGIN_FAILED)
         match = self.ledger.check_password(email, password)
         if match is None:
             raise LoginFailed(_LOGIN_FAILED)
@@ -131,6 +145,7 @@ class Accounts(OneTimeLinks):
                              idle=self.settings.session_idle, version=version)
         if issued is None:  # a new version since the password matched: prove it again
             raise LoginFailed(_LOGIN_FAILED)
+        self._clear_attempts(match.person_id)
         return issued
 
     def login_with_link(self, token: str, *, client: Client | None = None,
@@ -143,6 +158,7 @@ class Accounts(OneTimeLinks):
                              idle=self.settings.session_idle, epoch=epoch)
         if issued is None:  # the credentials changed since the link was sent
             raise InvalidToken("invalid token")
+        self._clear_attempts(person)
         return issued
 
     def change_password(self, scope: Scope, current: str, new: str, *,
@@ -255,6 +271,17 @@ class Accounts(OneTimeLinks):
         return issued
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def _claimed(self, email: str) -> uuid.UUID | None:
+        """The person claiming ``email`` (confirmed), or None for an unknown or invalid
+        address."""
+        try:
+            return self.ledger.find_person(email)
+        except (InvalidInput, PersonNotFound):
+            return None
+
+    def _clear_attempts(self, person: uuid.UUID) -> None:
+        self.ledger.database.transaction(lambda conn: Throttle.clear(conn, person))
 
     def _lifetime_of(self, remember: bool) -> timedelta:
         return (self.settings.remember_me_lifetime if remember

@@ -28,6 +28,7 @@ from ._mail import Message, MessageTexts
 from ._policy import PasswordPolicy
 from ._scope import Scope
 from ._settings import AccountSettings
+from ._throttle import Throttle
 from ._tokens import TokenKind, new_token, token_digests
 
 __all__ = ["LINK_PATHS", "OneTimeLinks", "Purpose"]
@@ -146,6 +147,8 @@ class OneTimeLinks:
         used = self._take(token, "reset")
         self.ledger.update_person(used.person_id, password=new_password,
                                   actor=f"person:{used.person_id}", reason="password reset")
+        self.ledger.database.transaction(  # the way back in while locked
+            lambda conn: Throttle.clear(conn, used.person_id))
         return used.person_id
 
     def confirm_email_change(self, token: str) -> uuid.UUID:

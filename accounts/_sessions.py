@@ -20,6 +20,7 @@ __all__ = [
     "Client",
     "IssuedToken",
     "SessionInfo",
+    "client_address",
     "details_json",
     "idle_seconds",
     "read_details",
@@ -145,17 +146,22 @@ def _text(value: str | None, what: str, limit: int) -> str | None:
     return value.strip()
 
 
+def client_address(client: Client | None) -> str | None:
+    """The client's IP address in ``ipaddress``'s form (None without one)."""
+    if client is None or client.ip is None:
+        return None
+    try:
+        return str(ipaddress.ip_address(client.ip))
+    except ValueError:
+        raise InvalidInput("the client address is not an IP address") from None
+
+
 def details_json(client: Client | None, *, name: str | None = None) -> bytes:
     """The plaintext of ``details``: a token's name, or a session's client (checked)."""
     if name is not None:
         return json.dumps({"name": _text(name, "a token name", _LABEL_MAX)}).encode()
+    ip = client_address(client)
     client = client or Client()
-    ip = None
-    if client.ip is not None:
-        try:
-            ip = str(ipaddress.ip_address(client.ip))
-        except ValueError:
-            raise InvalidInput("the client address is not an IP address") from None
     return json.dumps({"label": _text(client.label, "a session label", _LABEL_MAX), "ip": ip,
                        "user_agent": _text(client.user_agent, "a user agent", _AGENT_MAX)}
                       ).encode()

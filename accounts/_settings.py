@@ -55,6 +55,13 @@ class AccountSettings:
     does not tell whether the address is registered."""
     base_url: str = "http://localhost:8000"
     """Where the links in the mail point (``{base_url}/login/link?token=...``)."""
+    login_attempts_per_account: int = 10
+    """Login attempts per account within ``login_window``; past them the account is locked
+    for ``lockout`` (its sessions end; a reset link still gets the person in)."""
+    login_attempts_per_client: int = 100
+    """Login attempts per client address within ``login_window``, whatever the account."""
+    login_window: timedelta = timedelta(minutes=15)
+    lockout: timedelta = timedelta(minutes=15)
     min_password_length: int = 12
     """Passwords are at least this long (and at most 1024 characters)."""
     min_password_score: int = 3
@@ -81,7 +88,7 @@ class AccountSettings:
             if field.name == "smtp_url":
                 given[field.name] = value.strip()
                 continue
-            if field.name.startswith("min_password"):
+            if isinstance(getattr(cls, field.name, None), int):
                 if not value.strip().isdigit():
                     raise ConfigurationError(f"{name}: give a whole number")
                 given[field.name] = int(value)

@@ -142,6 +142,7 @@ def _redact(message: str, raw: str) -> str:
 
 _EMAIL_PREFIX = b"peoplelog/email/%d\x00" % NORMALISATION_VERSION
 _EXTERNAL_ID_PREFIX = b"peoplelog/external-id/1\x00"
+_CLIENT_PREFIX = b"peoplelog/client-address/1\x00"
 
 
 class BlindIndex:
@@ -150,8 +151,9 @@ class BlindIndex:
 
     An email's input is ``b"peoplelog/email/1\\x00" + lookup_key`` (UTF-8), so a change of
     normalisation changes every digest rather than silently mixing two schemes; an
-    external id's is ``b"peoplelog/external-id/1\\x00" + id`` (UTF-8). The one Python
-    implementation of these digests (``tests/vectors/blind_index.json`` pins them).
+    external id's is ``b"peoplelog/external-id/1\\x00" + id`` (UTF-8); a client address's
+    ``b"peoplelog/client-address/1\\x00" + address`` (ASCII). The one Python
+    implementation of these digests (``tests/vectors/blind_index.json`` pins the email's).
     """
 
     __slots__ = ("_mac", "key")
@@ -174,6 +176,11 @@ class BlindIndex:
     def external_id_digest(self, external_id: str) -> bytes:
         """Keyed hash of an imported record's external id."""
         return self._digest(_EXTERNAL_ID_PREFIX + external_id.encode())
+
+    def client_address_digest(self, address: str) -> bytes:
+        """Keyed hash of a client's IP address (as ``ipaddress`` writes it), the key its
+        login attempts are counted under."""
+        return self._digest(_CLIENT_PREFIX + address.encode())
 
 
 class BlindIndexes:

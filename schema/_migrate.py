@@ -98,6 +98,7 @@ _APP_GRANTS: tuple[tuple[str, str], ...] = (
     ("account_sessions", "SELECT, INSERT, UPDATE, DELETE"),
     ("account_one_time", "SELECT, INSERT, DELETE"),
     ("account_outbox", "SELECT, INSERT, UPDATE, DELETE"),
+    ("account_throttle", "SELECT, INSERT, UPDATE, DELETE"),
 )
 
 _AUDITOR_GRANTS = ("people", "log_entries", "checkpoints", "log_meta", "log_refused",

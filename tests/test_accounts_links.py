@@ -23,6 +23,7 @@ from conftest import Cli
 from peoplelog.accounts import (
     Accounts,
     AccountSettings,
+    Client,
     FileMailer,
     MessageTexts,
     SmtpMailer,
@@ -293,3 +294,52 @@ def test_the_cli_sends_pending_mail_to_a_directory(cli: Cli, tmp_path: Path,
     files = list((tmp_path / "outbox").glob("*.eml"))
     assert any(address in f.read_text() for f in files)
     assert cli("mail", "send-pending", env={"PEOPLELOG_SMTP_URL": ""}).code == 2
+
+
+def test_guessing_locks_the_account_and_a_reset_link_still_gets_the_person_in(
+        database_url: str, keyring: Keyring, smtp: tuple[Inbox, SmtpMailer],
+        conn: psycopg.Connection[Any]) -> None:
+    inbox, mailer = smtp
+    settings = AccountSettings(login_attempts_per_account=10, login_attempts_per_client=1000,
+                               request_floor=timedelta(milliseconds=1))
+    with Accounts(Ledger(Database(database_url, pool_size=8), keyring), settings) as accounts:
+        person, address = _member(accounts, "guessed")
+        session = accounts.login(address, PASSWORD)
+
+        def guess(i: int) -> bool:
+            try:
+                accounts.login(address, f"wrong horse battery {i:04d}",
+                               client=Client(ip=f"198.51.100.{i % 250}"))
+            except LoginFailed:
+                return False
+            return True
+
+        with ThreadPoolExecutor(max_workers=16) as pool:  # guesses from many addresses
+            assert not any(pool.map(guess, range(40)))
+        row = conn.execute("SELECT attempts, locked_until > now() FROM account_throttle"
+                           " WHERE key = %s", (b"p" + person.bytes,)).fetchone()
+        assert row is not None and row[0] == 40 and row[1]
+        with pytest.raises(LoginFailed):  # locked: even the right password is refused
+            accounts.login(address, PASSWORD)
+        with pytest.raises(InvalidToken):  # the lockout ended the person's sessions
+            accounts.check(session.token)
+        accounts.request_password_reset(address)
+        accounts.send_pending(mailer)
+        accounts.reset_password(inbox.token_for(address), NEW_PASSWORD)
+        assert accounts.login(address, NEW_PASSWORD).person_id == person
+
+
+def test_one_client_address_is_limited_across_accounts(database_url: str,
+                                                       keyring: Keyring) -> None:
+    settings = AccountSettings(login_attempts_per_client=5)
+    with Accounts(Ledger(Database(database_url, pool_size=2), keyring), settings) as accounts:
+        person, address = _member(accounts, "shared-ip")
+        here = Client(ip="203.0.113.77")
+        for i in range(5):
+            with pytest.raises(LoginFailed):
+                accounts.login(f"nobody-{i}-{uuid.uuid4().hex[:6]}@example.org", PASSWORD,
+                               client=here)
+        with pytest.raises(LoginFailed):  # the address is throttled, whatever the account
+            accounts.login(address, PASSWORD, client=here)
+        assert accounts.login(address, PASSWORD,
+                              client=Client(ip="203.0.113.78")).person_id == person
