@@ -12,6 +12,7 @@ from peoplelog.schema.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._api import Accounts
+    from ._cleanup import CLEANUP_BATCH, CleanupSummary
     from ._links import LINK_PATHS
     from ._mail import (
         ConsoleMailer,
@@ -30,10 +31,12 @@ if TYPE_CHECKING:
     from ._tokens import TOKEN_BYTES, TokenDigests, TokenKind, new_token, token_digests
 
 __all__ = [
+    "CLEANUP_BATCH",
     "LINK_PATHS",
     "TOKEN_BYTES",
     "AccountSettings",
     "Accounts",
+    "CleanupSummary",
     "Client",
     "ConsoleMailer",
     "FileMailer",
@@ -56,6 +59,7 @@ __all__ = [
 
 _SOURCES = {
     "_api": ("Accounts",),
+    "_cleanup": ("CLEANUP_BATCH", "CleanupSummary"),
     "_links": ("LINK_PATHS",),
     "_mail": ("ConsoleMailer", "FileMailer", "Mailer", "Message", "MessageTexts", "SmtpMailer",
               "mailer_from_url"),

@@ -19,6 +19,7 @@ from peoplelog.schema import (
     VersionConflict,
 )
 
+from ._cleanup import CLEANUP_BATCH, CleanupSummary, clean_up
 from ._links import OneTimeLinks
 from ._mail import Mailer, MessageTexts
 from ._outbox import OutboxSummary, send_pending
@@ -187,6 +188,12 @@ class Accounts(OneTimeLinks):
         if issued is None:
             raise LoginFailed(_LOGIN_FAILED)
         return issued
+
+    def clean_up(self, *, batch: int = CLEANUP_BATCH) -> CleanupSummary:
+        """Delete expired, idle, ended and used sessions, tokens and links, mail sent more
+        than a week ago and finished attempt counts, ``batch`` rows per transaction (safe
+        while the application serves). Counts per kind."""
+        return clean_up(self.ledger.database, window=self.settings.login_window, batch=batch)
 
     def send_pending(self, mailer: Mailer, *, limit: int | None = None) -> OutboxSummary:
         """Deliver the outbox's due messages through ``mailer`` (see ``send_pending``)."""

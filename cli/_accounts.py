@@ -1,5 +1,5 @@
 """CLI commands of the accounts layer: ``account register|login``, ``session
-check|list|revoke|revoke-all``, ``token create|list`` and ``mail send-pending``. Passwords
+check|list|revoke|revoke-all``, ``token create|list|cleanup`` and ``mail send-pending``. Passwords
 and tokens are read from stdin only, never from arguments; a token is printed once."""
 
 from __future__ import annotations
@@ -161,6 +161,19 @@ def cmd_token_list(args: argparse.Namespace) -> tuple[Any, int]:
     return _listed(args, rows)
 
 
+def cmd_token_cleanup(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.accounts import CLEANUP_BATCH  # noqa: PLC0415
+    from peoplelog.schema.errors import InvalidInput  # noqa: PLC0415
+
+    if args.batch_size is not None and args.batch_size < 1:
+        raise InvalidInput("--batch-size must be at least 1")
+    with _accounts() as accounts:
+        summary = accounts.clean_up(batch=args.batch_size or CLEANUP_BATCH)
+    if wants_json(args):
+        return summary.as_dict(), EXIT_OK
+    return ", ".join(f"{kind} {count}" for kind, count in summary.as_dict().items()), EXIT_OK
+
+
 def cmd_mail_send_pending(args: argparse.Namespace) -> tuple[Any, int]:
     from peoplelog.accounts import AccountSettings, mailer_from_url  # noqa: PLC0415
     from peoplelog.schema.errors import ConfigurationError  # noqa: PLC0415
@@ -251,6 +264,12 @@ def register(sub: Any, *, add: AddCommand) -> None:
     p = add(token, "list", cmd_token_list, "a person's live access tokens, with last use",
             "peoplelog token list PERSON_ID --json")
     p.add_argument("person_id", metavar="PERSON_ID")
+    p = add(token, "cleanup", cmd_token_cleanup,
+            "delete expired, idle, ended and used sessions, tokens and links, old sent mail "
+            "and finished attempt counts, in batches (safe while serving)",
+            "peoplelog token cleanup --json")
+    p.add_argument("--batch-size", type=int, metavar="N",
+                   help="rows per transaction (default 5000)")
 
     mail = add_group(sub, "mail", "deliver the mail outbox",
                      "PEOPLELOG_SMTP_URL=smtp://127.0.0.1:25 peoplelog mail send-pending",

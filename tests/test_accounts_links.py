@@ -343,3 +343,41 @@ def test_one_client_address_is_limited_across_accounts(database_url: str,
             accounts.login(address, PASSWORD, client=here)
         assert accounts.login(address, PASSWORD,
                               client=Client(ip="203.0.113.78")).person_id == person
+
+
+def test_cleanup_deletes_what_has_ended_in_batches_and_keeps_what_lives(
+        database_url: str, keyring: Keyring, conn: psycopg.Connection[Any],
+        cli: Cli) -> None:
+    short = AccountSettings(session_lifetime=timedelta(seconds=1),
+                            login_link_lifetime=timedelta(seconds=1),
+                            request_floor=timedelta(milliseconds=1))
+    with Accounts(Ledger(Database(database_url, pool_size=2), keyring), short) as brief, \
+            Accounts(Ledger(Database(database_url, pool_size=2), keyring),
+                     AccountSettings(request_floor=timedelta(milliseconds=1))) as accounts:
+        person, address = _member(accounts, "cleanup")
+        live = accounts.login(address, PASSWORD)
+        for _ in range(5):
+            brief.login(address, PASSWORD)
+        brief.request_login_link(address)
+        stale_person, stale_address = _member(accounts, "stale")
+        stale = accounts.login(stale_address, PASSWORD)
+        accounts.ledger.database.transaction(lambda c: c.execute(
+            "INSERT INTO account_credentials (person_id, epoch) VALUES (%s, 7)"
+            " ON CONFLICT (person_id) DO UPDATE SET epoch = 7", (stale_person,)))
+        accounts.ledger.database.transaction(lambda c: c.execute(
+            "INSERT INTO account_throttle (key, attempts, window_start)"
+            " VALUES (%s, 3, now() - interval '1 day')", (b"c" + uuid.uuid4().bytes,)))
+        time.sleep(1.2)
+        summary = accounts.clean_up(batch=2)
+        assert summary.deleted["sessions"] >= 6 and summary.deleted["links"] >= 1
+        assert summary.deleted["attempts"] >= 1
+        assert accounts.check(live.token).person_id == person
+        with pytest.raises(InvalidToken):
+            accounts.check(stale.token)
+        left = conn.execute("SELECT count(*) FROM account_sessions WHERE person_id = ANY(%s)",
+                            ([person, stale_person],)).fetchone()
+        assert left == (1,)
+    done = cli("token", "cleanup", "--batch-size", "10", "--json")
+    assert done.code == 0, done.stderr
+    assert set(done.json) == {"sessions", "links", "mail", "attempts"}
+    assert cli("token", "cleanup", "--batch-size", "0").code == 2
