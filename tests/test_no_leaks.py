@@ -13,6 +13,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
+from peoplelog.accounts import Accounts, AccountSettings, Client, Message, token_digests
 from peoplelog.fields import (
     BlindIndex,
     DataKey,
@@ -44,12 +46,16 @@ CLI_NAME = "Cornelius Clishaw"
 CLI_NAME_2 = "Cornélius Clishaw-Ærø"
 CLI_PASSWORD = "cli-Passw0rd-Zr81"
 DB_PASSWORD = "db-Passw0rd-Wv55"
+CLIENT_IP = "198.51.100.231"
+CLIENT_AGENT = "Quillfeather/7.3 (Leakless)"
+CLIENT_LABEL = "Quillfeather laptop"
+TOKEN_NAME = "Quillfeather deploy"
 
 SECRETS = (API_EMAIL, API_EMAIL_2, API_NAME, API_NAME_2, API_PASSWORD, CLI_EMAIL, CLI_NAME,
-           CLI_NAME_2, CLI_PASSWORD)
+           CLI_NAME_2, CLI_PASSWORD, CLIENT_IP, CLIENT_AGENT, CLIENT_LABEL, TOKEN_NAME)
 # Distinctive fragments: a leak of part of a value counts too.
 FRAGMENTS = ("lucinda", "leakproof", "newaddress", "Nouveau", "Xq93", "cornelius", "Cornélius",
-             "clishaw", "Clishaw", "Ærø", "Zr81")
+             "clishaw", "Clishaw", "Ærø", "Zr81", "Quillfeather", "Leakless")
 
 
 def needles(text: str) -> dict[str, bytes]:
@@ -123,6 +129,7 @@ class Written:
     cli: uuid.UUID
     logs: list[str]
     cli_stderr: list[str] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
 
 
 @pytest.fixture(scope="module")
@@ -146,8 +153,20 @@ def written(ledger: Ledger, cli: Any) -> Written:
             result = cli(*args, "--json", env=debug)
             assert result.code == 0, result.stderr
             stderr.append(result.stderr)
+        accounts = Accounts(ledger, AccountSettings(request_floor=timedelta(milliseconds=1)))
+        session = accounts.login(API_EMAIL_2, API_PASSWORD, client=Client(
+            label=CLIENT_LABEL, ip=CLIENT_IP, user_agent=CLIENT_AGENT))
+        scope = accounts.check(session.token)
+        pat = accounts.create_access_token(scope, TOKEN_NAME)
+        accounts.request_password_reset(API_EMAIL_2)
+        accounts.request_login_link(API_EMAIL_2)
+        assert [s.user_agent for s in accounts.sessions(scope)] == [CLIENT_AGENT]
+        for bad in (API_PASSWORD + "x", CLI_PASSWORD):
+            with contextlib.suppress(PeoplelogError):
+                accounts.login(API_EMAIL_2, bad, client=Client(ip=CLIENT_IP))
     assert ledger.get_person(cli_pid).name == CLI_NAME_2
-    return Written(ref.person_id, uuid.UUID(cli_pid), logs.lines, stderr)
+    return Written(ref.person_id, uuid.UUID(cli_pid), logs.lines, stderr,
+                   [session.token, pat.token])
 
 
 # --- the database -------------------------------------------------------------------------
@@ -164,6 +183,15 @@ class TestDatabase:
             assert all(bytes(b[0]).hex().encode() in dump for b in blobs)
         assert b"signup-service" in dump
         assert find_leaks(dump, encoded=True) == []
+
+    def test_dump_holds_no_token(self, written: Written, database_url: str) -> None:
+        dump = pg_dump(database_url)
+        assert b"account_sessions" in dump and b"account_outbox" in dump
+        for token in written.tokens:
+            body = base64.urlsafe_b64decode(token[5:] + "=")
+            for needle in (token.encode(), token[5:].encode(), body, body.hex().encode()):
+                assert needle not in dump
+        assert b"plo1_" not in dump and b"pls1_" not in dump and b"plp1_" not in dump
 
     def test_dump_holds_no_password_hash_in_clear(self, written: Written, ledger: Ledger,
                                                   keyring: Keyring, database_url: str) -> None:
@@ -351,3 +379,21 @@ class TestReprs:
                         reason="because")
         assert_repr_clean(change)
         assert phc not in repr(change) and phc.split("$")[-1] not in repr(change)
+
+    def test_accounts_objects(self, ledger: Ledger, written: Written) -> None:
+        accounts = Accounts(ledger, AccountSettings(request_floor=timedelta(milliseconds=1)))
+        client = Client(label=CLIENT_LABEL, ip=CLIENT_IP, user_agent=CLIENT_AGENT)
+        assert_repr_clean(client)
+        issued = accounts.login(API_EMAIL_2, API_PASSWORD, client=client)
+        assert issued.token not in repr(issued)
+        assert_repr_clean(issued)
+        scope = accounts.check(issued.token)
+        assert_repr_clean(scope)
+        for listed in accounts.sessions(scope):
+            assert_repr_clean(listed)
+        message = Message(to=API_EMAIL_2, subject=API_NAME, body=issued.token)
+        assert_repr_clean(message)
+        assert issued.token not in repr(message)
+        digests = token_digests(issued.token)
+        assert issued.token[5:12] not in repr(digests)
+        assert_repr_clean(accounts)
