@@ -53,7 +53,11 @@ class Message:
         mail = EmailMessage()
         mail["From"], mail["To"], mail["Subject"] = self.sender, self.to, self.subject
         mail["Message-ID"] = f"<{uuid.uuid4()}@peoplelog>"
-        mail.set_content(self.body)
+        plain = self.body.isascii() and all(len(line) <= 998 for line in self.body.splitlines())
+        if plain:  # links stay whole and greppable (no quoted-printable soft breaks)
+            mail.set_content(self.body, cte="7bit")
+        else:
+            mail.set_content(self.body)
         return mail
 
 

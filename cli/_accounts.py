@@ -95,6 +95,71 @@ def cmd_login(args: argparse.Namespace) -> tuple[Any, int]:
     return _issued(args, issued)
 
 
+def _read_two() -> tuple[str, str]:
+    """A link's token and a new password: the first two lines of stdin."""
+    from peoplelog.schema.errors import InvalidInput  # noqa: PLC0415
+
+    token = _read_token()
+    raw = sys.stdin.buffer.readline()
+    try:
+        password = raw.decode("utf-8").removesuffix("\n").removesuffix("\r")
+    except UnicodeDecodeError:
+        raise InvalidInput("password on stdin is not valid UTF-8") from None
+    if not password:
+        raise InvalidInput("no new password on the second line of stdin")
+    return token, password
+
+
+def _requested(args: argparse.Namespace) -> tuple[Any, int]:
+    text = "if the address belongs to an account, a message is on its way"
+    return ({"requested": True} if wants_json(args) else text), EXIT_OK
+
+
+def cmd_request_login_link(args: argparse.Namespace) -> tuple[Any, int]:
+    with _accounts() as accounts:
+        accounts.request_login_link(args.email)
+    return _requested(args)
+
+
+def cmd_request_reset(args: argparse.Namespace) -> tuple[Any, int]:
+    with _accounts() as accounts:
+        accounts.request_password_reset(args.email)
+    return _requested(args)
+
+
+def cmd_request_confirmation(args: argparse.Namespace) -> tuple[Any, int]:
+    token = _read_token()
+    with _accounts() as accounts:
+        accounts.request_confirmation(accounts.check(token))
+    return ({"requested": True} if wants_json(args) else "a confirmation link is on its way"
+            ), EXIT_OK
+
+
+def cmd_login_link(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.accounts import Client  # noqa: PLC0415
+
+    token = _read_token()
+    with _accounts() as accounts:
+        issued = accounts.login_with_link(token, client=Client(label=args.label))
+    return _issued(args, issued)
+
+
+def cmd_confirm(args: argparse.Namespace) -> tuple[Any, int]:
+    token = _read_token()
+    with _accounts() as accounts:
+        person = accounts.confirm_email(token)
+    return ({"person_id": str(person), "confirmed": True} if wants_json(args)
+            else f"confirmed the address of {person}"), EXIT_OK
+
+
+def cmd_reset(args: argparse.Namespace) -> tuple[Any, int]:
+    token, password = _read_two()
+    with _accounts() as accounts:
+        person = accounts.reset_password(token, password)
+    return ({"person_id": str(person), "reset": True} if wants_json(args)
+            else f"new password set for {person}; every session ended"), EXIT_OK
+
+
 def cmd_session_check(args: argparse.Namespace) -> tuple[Any, int]:
     token = _read_token()
     with _accounts() as accounts:
@@ -231,6 +296,28 @@ def register(sub: Any, *, add: AddCommand) -> None:
     p.add_argument("--label", help="a name for this session (e.g. the device)")
     p.add_argument("--remember", action="store_true",
                    help="the remember-me lifetime instead of the session's")
+    for name, handler, what in (
+            ("request-login-link", cmd_request_login_link, "a sign-in link"),
+            ("request-reset", cmd_request_reset, "a password-reset link")):
+        p = add(account, name, handler,
+                f"queue {what} for an address (the same answer whether or not it is "
+                "registered; `mail send-pending` delivers it)",
+                f"peoplelog account {name} --email ada@example.org")
+        p.add_argument("--email", required=True)
+    add(account, "request-confirmation", cmd_request_confirmation,
+        "queue a confirmation link to the address of the session on stdin",
+        "printf '%s\n' \"$TOKEN\" | peoplelog account request-confirmation")
+    p = add(account, "login-link", cmd_login_link,
+            "use a sign-in link's token (stdin): prints a session token once",
+            "printf '%s\n' \"$LINK_TOKEN\" | peoplelog account login-link --json")
+    p.add_argument("--label", help="a name for this session (e.g. the device)")
+    add(account, "confirm", cmd_confirm, "use a confirmation link's token (stdin)",
+        "printf '%s\n' \"$LINK_TOKEN\" | peoplelog account confirm")
+    add(account, "reset", cmd_reset,
+        "use a reset link: its token on the first line of stdin, the new password on the "
+        "second; every session of the person ends",
+        "printf '%s\n%s\n' \"$LINK_TOKEN\" 'new horse battery staple' | "
+        "peoplelog account reset")
 
     session = add_group(sub, "session", "check, list and revoke sessions",
                         "peoplelog session list PERSON_ID --json", dest="session_command")

@@ -42,27 +42,39 @@ pl person erase "$grace" --actor dpo --reason "erasure request"
 pl person show "$grace"
 pl person find --email grace.hopper@navy.example || echo "   exit code $? (not found)"
 
-echo; echo "== accounts: sign up, log in, stay logged in"
+echo; echo "== accounts: sign up, confirm by mail, log in, stay logged in"
+export PEOPLELOG_SMTP_URL="file://$PEOPLELOG_HOME/mail"   # a real server: smtp://host:port
+link_token() {  # the token of the newest link mailed to $1 (the demo's mail is files)
+  grep -l "^To: $1" "$PEOPLELOG_HOME"/mail/*.eml | sort | tail -1 \
+    | xargs grep -o 'token=plo1_[A-Za-z0-9_-]*' | tail -1 | cut -d= -f2
+}
 linus=$(printf 'correct horse battery staple\n' | pl account register \
    --email linus@example.org --name "Linus" --password-stdin)
 echo "registered $linus"
 token=$(printf 'correct horse battery staple\n' | pl account login \
-   --email linus@example.org --password-stdin --label laptop --json \
-   | field token)
+   --email linus@example.org --password-stdin --label laptop --json | field token)
+printf '%s\n' "$token" | pl account request-confirmation
+pl mail send-pending
+printf '%s\n' "$(link_token linus@example.org)" | pl account confirm
 second=$(printf 'correct horse battery staple\n' | pl account login \
-   --email linus@example.org --password-stdin --label phone --json \
-   | field token)
+   --email linus@example.org --password-stdin --label phone --json | field token)
 echo "-- two sessions (tokens printed once, kept by the client; the database has digests):"
 pl session list "$linus"
 printf '%s\n' "$token" | pl session check
 echo "-- a wrong password: one opaque answer, exit 6"
 printf 'wrong horse battery staple\n' | pl account login --email linus@example.org \
    --password-stdin || echo "   exit code $?"
-echo "-- a password change ends every session, in the same transaction:"
-printf 'another horse battery staple\n' | pl person update "$linus" --password-stdin \
-   --actor linus --reason "password changed" > /dev/null
+echo "-- a reset by link ends both sessions, in the version's own transaction:"
+pl account request-reset --email linus@example.org
+pl account request-reset --email nobody@example.org   # the same answer, no mail
+pl mail send-pending
+printf '%s\nanother horse battery staple\n' "$(link_token linus@example.org)" \
+   | pl account reset
 printf '%s\n' "$token" | pl session check || echo "   exit code $? (session ended)"
 printf '%s\n' "$second" | pl session check || echo "   exit code $? (session ended)"
+printf 'another horse battery staple\n' | pl account login --email linus@example.org \
+   --password-stdin > /dev/null && echo "-- the new password logs in"
+pl person history "$linus"
 
 echo; echo "== the auditor: a signed checkpoint kept outside the database"
 AUDIT="$PEOPLELOG_HOME/auditor"; mkdir -p "$AUDIT"

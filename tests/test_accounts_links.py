@@ -381,3 +381,40 @@ def test_cleanup_deletes_what_has_ended_in_batches_and_keeps_what_lives(
     assert done.code == 0, done.stderr
     assert set(done.json) == {"sessions", "links", "mail", "attempts"}
     assert cli("token", "cleanup", "--batch-size", "0").code == 2
+
+
+def test_the_cli_link_commands(cli: Cli, tmp_path: Path, accounts: Accounts) -> None:
+    person, address = _member(accounts, "cli-links")
+    env = {"PEOPLELOG_SMTP_URL": f"file://{tmp_path}/mail"}
+
+    def newest_token() -> str:
+        newest = sorted((tmp_path / "mail").glob("*.eml"))[-1].read_text()
+        found = _TOKEN.search(newest)
+        assert found is not None
+        return found[1]
+
+    for command in ("request-reset", "request-login-link"):
+        asked = cli("account", command, "--email", f"nobody-{uuid.uuid4().hex}@x.org",
+                    "--json", env=env)
+        assert asked.code == 0 and asked.json == {"requested": True}
+    assert cli("mail", "send-pending", env=env).code == 0
+    assert not (tmp_path / "mail").exists() or not list((tmp_path / "mail").glob("*.eml"))
+    assert cli("account", "request-login-link", "--email", address, env=env).code == 0
+    assert cli("mail", "send-pending", env=env).code == 0
+    opened = cli("account", "login-link", "--json", stdin=newest_token() + "\n")
+    assert opened.code == 0, opened.stderr
+    assert opened.json["person_id"] == str(person)
+    token = opened.json["token"]
+    assert cli("account", "request-confirmation", stdin=token + "\n", env=env).code == 0
+    assert cli("mail", "send-pending", env=env).code == 0
+    confirmed = cli("account", "confirm", "--json", stdin=newest_token() + "\n")
+    assert confirmed.code == 0 and confirmed.json["person_id"] == str(person)
+    assert cli("account", "request-reset", "--email", address, env=env).code == 0
+    assert cli("mail", "send-pending", env=env).code == 0
+    link = newest_token()
+    assert cli("account", "reset", stdin=link + "\n").code == 2  # no password line
+    reset = cli("account", "reset", "--json", stdin=f"{link}\n{NEW_PASSWORD}\n")
+    assert reset.code == 0, reset.stderr
+    assert cli("session", "check", stdin=token + "\n").code == 6
+    assert cli("account", "reset", stdin=f"{link}\n{NEW_PASSWORD}\n").code == 6
+    assert accounts.login(address, NEW_PASSWORD).person_id == person
