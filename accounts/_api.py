@@ -311,11 +311,18 @@ class Accounts(OneTimeLinks):
         sealed = self.ledger.encrypt_field(person_id, "client", details)
         token, digests = new_token(kind)
         session_id = uuid.uuid4()
-        row = self.ledger.database.transaction(lambda conn: conn.execute(ISSUE, {
+        params = {
             "lookup": digests.lookup, "verifier": digests.verifier, "session_id": session_id,
             "kind": kind.value, "details": sealed, "authenticated_at": authenticated_at,
             "lifetime": lifetime, "idle": idle_seconds(idle), "person_id": person_id,
-            "version": version, "epoch": epoch, "via": via}).fetchone())
+            "version": version, "epoch": epoch, "via": via}
+
+        def resume(conn: Any) -> Any:  # a commit whose outcome was lost: was it stored?
+            return conn.execute("SELECT authenticated_at, expires_at FROM account_sessions"
+                                " WHERE session_id = %s", (session_id,)).fetchone()
+
+        row = self.ledger.database.autocommit(  # one statement: one round trip
+            lambda cur: cur.execute(ISSUE, params).fetchone(), resume=resume)
         if row is None:
             return None
         return IssuedToken(token=token, session_id=session_id, person_id=person_id,

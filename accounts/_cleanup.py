@@ -12,18 +12,24 @@ from peoplelog.ledger import Database
 
 __all__ = ["CLEANUP_BATCH", "CleanupSummary", "clean_up"]
 
-CLEANUP_BATCH = 5000
+CLEANUP_BATCH = 10_000
 
 _TARGETS: dict[str, str] = {
     "sessions": """
-DELETE FROM account_sessions WHERE lookup IN (
-    SELECT s.lookup FROM account_sessions AS s
-    LEFT JOIN account_credentials AS c ON c.person_id = s.person_id
-    WHERE s.expires_at <= now()
-       OR (s.idle_seconds IS NOT NULL
-           AND s.last_used_at + s.idle_seconds * interval '1 second' <= now())
-       OR s.epoch <> coalesce(c.epoch, 0)
-    LIMIT %(batch)s FOR UPDATE OF s SKIP LOCKED)""",
+DELETE FROM account_sessions WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM account_sessions WHERE expires_at <= now() LIMIT %(batch)s))""",
+    "idle sessions": """
+DELETE FROM account_sessions WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM account_sessions
+    WHERE idle_seconds IS NOT NULL AND last_used_at <= now() - interval '1 second'
+      AND last_used_at + idle_seconds * interval '1 second' <= now()
+    LIMIT %(batch)s FOR UPDATE SKIP LOCKED))""",
+    "ended sessions": """
+DELETE FROM account_sessions WHERE ctid = ANY(ARRAY(
+    SELECT s.ctid FROM account_sessions AS s
+    JOIN account_credentials AS c ON c.person_id = s.person_id
+    WHERE s.epoch <> c.epoch
+    LIMIT %(batch)s FOR UPDATE OF s SKIP LOCKED))""",
     "links": """
 DELETE FROM account_one_time WHERE lookup IN (
     SELECT t.lookup FROM account_one_time AS t
@@ -42,7 +48,8 @@ DELETE FROM account_throttle WHERE key IN (
       AND (locked_until IS NULL OR locked_until <= now())
     LIMIT %(batch)s FOR UPDATE SKIP LOCKED)""",
 }
-"""Sessions and tokens expired, idle too long or of an older credential epoch; links
+"""Sessions and tokens expired (by their index), idle too long, or of an older credential
+epoch (a person with no epoch row has only epoch-0 sessions, which are current); links
 expired or of an older epoch (used ones are deleted when used); mail sent longer ago than
 ``keep_sent``; attempt counts whose window and lock are over."""
 
@@ -51,7 +58,8 @@ expired or of an older epoch (used ones are deleted when used); mail sent longer
 class CleanupSummary:
     """Rows deleted, per kind."""
 
-    deleted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TARGETS, 0))
+    deleted: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("sessions", "links", "mail", "attempts"), 0))
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.deleted)
@@ -64,7 +72,8 @@ def clean_up(database: Database, *, window: timedelta, keep_sent: timedelta = ti
         raise ValueError("batch must be positive")
     summary = CleanupSummary()
     params: dict[str, Any] = {"batch": batch, "window": window, "keep_sent": keep_sent}
-    for kind, statement in _TARGETS.items():
+    for target, statement in _TARGETS.items():
+        kind = target.split()[-1]
         while True:
             done = database.transaction(functools.partial(_delete, statement, params))
             summary.deleted[kind] += done

@@ -579,10 +579,17 @@ def bench_memory(b: Bench, verify_url: str | None) -> None:
     _rss_entries(b, "import", (n, 4 * n), (imported[0], imported[1]))
 
 
+def _accounts_section(b: Bench) -> None:
+    from ._accounts import bench_accounts  # noqa: PLC0415 - it imports this module
+
+    bench_accounts(b)
+
+
 SECTIONS: dict[str, Callable[[Bench], object]] = {
     "import": bench_import,
     "append": bench_append,
     "lookup": bench_lookup,
     "rebuild": bench_rebuild,
     "verify": bench_verify,
+    "accounts": _accounts_section,
 }

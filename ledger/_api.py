@@ -66,6 +66,7 @@ class Ledger:
         self._hasher = PasswordHasher()
         self._heads = _heads.HeadCache()
         self._claim_keys: TimedCache[uuid.UUID, tuple[_heads.Wrapped, DataKey]] = TimedCache()
+        self._field_keys: TimedCache[uuid.UUID, DataKey] = TimedCache(ttl=5.0)
 
     def __repr__(self) -> str:
         return f"Ledger(database={self.database.where!r}, keyring={self._keyring!r})"
@@ -399,10 +400,15 @@ class Ledger:
 
     def encrypt_field(self, person_id: uuid.UUID, field: str, value: bytes) -> bytes:
         """``value`` encrypted under the person's newest data key, as ``field`` (for what
-        the floors above keep of a person beside the ledger: erasure shreds it too)."""
-        keyring = self.keyring
-        return self._run(lambda conn: _heads.load_data_key(conn, keyring, person_id)
-                         ).encrypt(field, value)
+        the floors above keep of a person beside the ledger: erasure shreds it too). The key
+        is kept a few seconds: what is written with it must still check that the person is
+        not erased (a key rotated meanwhile stays readable)."""
+        data_key = self._field_keys.get(person_id)
+        if data_key is None:
+            keyring = self.keyring
+            data_key = self._run(lambda conn: _heads.load_data_key(conn, keyring, person_id))
+            self._field_keys.put(person_id, data_key)
+        return data_key.encrypt(field, value)
 
     def decrypt_field(self, person_id: uuid.UUID, field: str, blob: bytes) -> bytes:
         """A ciphertext of ``encrypt_field`` decrypted (``PersonErased`` once the person is

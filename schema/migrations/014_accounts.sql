@@ -35,6 +35,8 @@ CREATE TABLE account_sessions (
 );
 CREATE INDEX account_sessions_person ON account_sessions (person_id);
 CREATE INDEX account_sessions_expiry ON account_sessions (expires_at);
+CREATE INDEX account_sessions_idle ON account_sessions (last_used_at)
+    WHERE idle_seconds IS NOT NULL;
 COMMENT ON COLUMN account_sessions.details IS
     'label or token name, IP and user agent: JSON encrypted under the person''s data key (field "client")';
 
