@@ -84,7 +84,9 @@ class OneTimeLinks:
     # --- requests -------------------------------------------------------------------------
 
     def request_login_link(self, email: str) -> None:
-        """Mail a sign-in link (``login_link_lifetime``) to ``email`` if a person has it."""
+        """Mail a sign-in link (``login_link_lifetime``) to ``email`` if a person has it;
+        with ``signup_by_link``, an address nobody has is registered first (by email only)
+        and gets its link too."""
         self._request(email, "login")
 
     def request_password_reset(self, email: str) -> None:
@@ -168,6 +170,14 @@ class OneTimeLinks:
             raise NotPermitted("only a person's own session can do this")
         return scope.person_id
 
+    def _sign_up(self, email: NormalisedEmail) -> uuid.UUID:
+        try:
+            return self.ledger.create_person(
+                email=email.display, name=email.display.split("@")[0],
+                reason="signed up by link").person_id
+        except EmailTaken:  # a concurrent request registered it first
+            return self.ledger.find_person(email.display)
+
     def _lifetime(self, purpose: Purpose) -> timedelta:
         return {"login": self.settings.login_link_lifetime,
                 "confirm": self.settings.confirm_link_lifetime,
@@ -180,8 +190,12 @@ class OneTimeLinks:
             try:
                 normalised = normalise_email(email)
                 person = self.ledger.find_person(normalised.display)
-            except (InvalidInput, PersonNotFound):
+            except InvalidInput:
                 return  # the same answer, after the same floor
+            except PersonNotFound:
+                if purpose != "login" or not self.settings.signup_by_link:
+                    return
+                person = self._sign_up(normalised)
             self._send_link(person, normalised, purpose)
         finally:
             rest = self.settings.request_floor.total_seconds() - (time.monotonic() - started)

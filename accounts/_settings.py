@@ -66,6 +66,9 @@ class AccountSettings:
     """Passwords are at least this long (and at most 1024 characters)."""
     min_password_score: int = 3
     """The least zxcvbn strength score (0 to 4) a new password must reach."""
+    signup_by_link: bool = False
+    """A sign-in link asked for an address nobody has registers it first (as phx.gen.auth
+    1.8 does): the person exists, unconfirmed, until the link is used. Off by default."""
     smtp_url: str | None = None
     """Where ``peoplelog mail send-pending`` delivers: ``smtp://host:port``, ``smtps://…``,
     ``file:///a/directory`` or ``console:`` (``PEOPLELOG_SMTP_URL``)."""
@@ -87,6 +90,12 @@ class AccountSettings:
                 continue
             if field.name == "smtp_url":
                 given[field.name] = value.strip()
+                continue
+            if isinstance(getattr(cls, field.name, None), bool):
+                flag = value.strip().lower()
+                if flag not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                    raise ConfigurationError(f"{name}: give true or false")
+                given[field.name] = flag in ("1", "true", "yes", "on")
                 continue
             if isinstance(getattr(cls, field.name, None), int):
                 if not value.strip().isdigit():

@@ -37,6 +37,7 @@ from peoplelog.schema import (
     InvalidToken,
     LoginFailed,
     NotPermitted,
+    PersonNotFound,
 )
 
 PASSWORD = "correct horse battery staple"
@@ -419,3 +420,27 @@ def test_the_cli_link_commands(cli: Cli, tmp_path: Path, accounts: Accounts) -> 
     assert cli("session", "check", stdin=token + "\n").code == 6
     assert cli("account", "reset", stdin=f"{link}\n{NEW_PASSWORD}\n").code == 6
     assert accounts.login(address, NEW_PASSWORD).person_id == person
+
+
+def test_sign_up_by_link_registers_an_unknown_address_when_enabled(
+        database_url: str, keyring: Keyring, smtp: tuple[Inbox, SmtpMailer]) -> None:
+    inbox, mailer = smtp
+    settings = AccountSettings.from_environment({"PEOPLELOG_SIGNUP_BY_LINK": "true",
+                                                 "PEOPLELOG_REQUEST_FLOOR": "1s"})
+    assert settings.signup_by_link and settings.request_floor == timedelta(seconds=1)
+    with pytest.raises(ConfigurationError, match="PEOPLELOG_SIGNUP_BY_LINK"):
+        AccountSettings.from_environment({"PEOPLELOG_SIGNUP_BY_LINK": "maybe"})
+    quick = AccountSettings(signup_by_link=True, request_floor=timedelta(milliseconds=1))
+    with Accounts(Ledger(Database(database_url, pool_size=4), keyring), quick) as accounts:
+        address = f"newcomer-{uuid.uuid4().hex[:8]}@example.org"
+        with ThreadPoolExecutor(max_workers=4) as pool:  # racing requests: one person
+            list(pool.map(lambda _: accounts.request_login_link(address), range(4)))
+        person = accounts.ledger.find_person(address)
+        assert accounts.ledger.get_person(person).verified_at is None
+        accounts.request_password_reset(f"other-{uuid.uuid4().hex[:8]}@example.org")
+        accounts.send_pending(mailer)
+        session = accounts.login_with_link(inbox.token_for(address))
+        assert session.person_id == person
+        assert accounts.ledger.get_person(person).verified_at is not None
+        with pytest.raises(PersonNotFound):  # a reset never registers anyone
+            accounts.ledger.find_person(f"other-{uuid.uuid4().hex[:8]}@example.org")
