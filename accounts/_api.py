@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from peoplelog.fields import BlindIndexes, Keyring, PasswordHasher, normalise_email
+from peoplelog.fields import (
+    Attestations,
+    Attestor,
+    BlindIndexes,
+    Keyring,
+    PasswordHasher,
+    normalise_email,
+)
 from peoplelog.ledger import Ledger, Settings
 from peoplelog.schema import (
     InvalidInput,
@@ -27,6 +34,7 @@ from ._policy import PasswordPolicy
 from ._scope import Scope
 from ._sessions import (
     CHECK,
+    EPOCH,
     ISSUE,
     LIST,
     TOUCH,
@@ -40,7 +48,7 @@ from ._sessions import (
 )
 from ._settings import AccountSettings
 from ._throttle import Throttle
-from ._tokens import TokenKind, new_token, token_digests
+from ._tokens import TokenKind, new_token, session_grant, token_digests
 
 __all__ = ["Accounts"]
 
@@ -207,10 +215,15 @@ class Accounts(OneTimeLinks):
         revoked, ended by a credential change, or of another kind."""
         digests = token_digests(token, kind)
         row = self.ledger.database.fetch_one(CHECK, (digests.lookup,))
-        if row is None or not digests.matches(bytes(row[0])) or row[3] != digests.kind:
+        if row is None or row[4] != digests.kind:
             raise InvalidToken("invalid token")
-        (_, session_id, person_id, found_kind, epoch, authenticated_at, last_used_at,
-         expires_at, idle, now) = row
+        (seal, seal_key, session_id, person_id, found_kind, epoch, authenticated_at,
+         last_used_at, expires_at, idle, now) = row
+        grant = session_grant(token, session_id=session_id, person_id=person_id,
+                              kind=found_kind, epoch=epoch, authenticated_at=authenticated_at,
+                              expires_at=expires_at)
+        if not Attestations.of(self.ledger.keyring).holds_grant(seal_key, bytes(seal), grant):
+            raise InvalidToken("invalid token")
         if now >= expires_at or (idle is not None
                                  and now >= last_used_at + timedelta(seconds=idle)):
             raise InvalidToken("invalid token")
@@ -306,16 +319,29 @@ class Accounts(OneTimeLinks):
 
     def _issue(self, person_id: uuid.UUID, kind: TokenKind, details: bytes,
                lifetime: timedelta, *, idle: timedelta | None, version: int | None = None,
-               epoch: int | None = None, authenticated_at: Any = None,
+               epoch: int | None = None, authenticated_at: datetime | None = None,
                via: uuid.UUID | None = None) -> IssuedToken | None:
+        """Issue a sealed session or token under ``epoch`` (default: the person's epoch
+        now), only while it is still the person's (see ``ISSUE``); None otherwise."""
         sealed = self.ledger.encrypt_field(person_id, "client", details)
+        if epoch is None:
+            found = self.ledger.database.fetch_one(EPOCH, (person_id,))
+            epoch = 0 if found is None else int(found[0])
+        now = datetime.now(UTC)
+        authenticated = now if authenticated_at is None else authenticated_at
+        expires_at = now + lifetime
         token, digests = new_token(kind)
         session_id = uuid.uuid4()
+        attestor = Attestor.of(self.ledger.keyring)
+        seal = attestor.seal_grant(session_grant(
+            token, session_id=session_id, person_id=person_id, kind=kind.value, epoch=epoch,
+            authenticated_at=authenticated, expires_at=expires_at))
         params = {
-            "lookup": digests.lookup, "verifier": digests.verifier, "session_id": session_id,
-            "kind": kind.value, "details": sealed, "authenticated_at": authenticated_at,
-            "lifetime": lifetime, "idle": idle_seconds(idle), "person_id": person_id,
-            "version": version, "epoch": epoch, "via": via}
+            "lookup": digests.lookup, "seal": seal, "seal_key": attestor.key_id,
+            "session_id": session_id, "kind": kind.value, "details": sealed,
+            "authenticated_at": authenticated, "expires_at": expires_at,
+            "idle": idle_seconds(idle), "person_id": person_id, "version": version,
+            "epoch": epoch, "via": via}
 
         def resume(conn: Any) -> Any:  # a commit whose outcome was lost: was it stored?
             return conn.execute("SELECT authenticated_at, expires_at FROM account_sessions"

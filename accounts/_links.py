@@ -10,11 +10,17 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from peoplelog.fields import BlindIndexes, NormalisedEmail, normalise_email
+from peoplelog.fields import (
+    Attestations,
+    Attestor,
+    BlindIndexes,
+    NormalisedEmail,
+    normalise_email,
+)
 from peoplelog.ledger import Ledger
 from peoplelog.schema import (
     EmailTaken,
@@ -29,7 +35,7 @@ from ._policy import PasswordPolicy
 from ._scope import Scope
 from ._settings import AccountSettings
 from ._throttle import Throttle
-from ._tokens import TokenKind, new_token, token_digests
+from ._tokens import TokenKind, link_grant, new_token, token_digests
 
 __all__ = ["LINK_PATHS", "OneTimeLinks", "Purpose"]
 
@@ -39,22 +45,25 @@ LINK_PATHS = {"login": "/login/link", "confirm": "/confirm", "reset": "/reset-pa
 """Where each link points, under ``AccountSettings.base_url``."""
 
 _ISSUE = """
-INSERT INTO account_one_time (lookup, verifier, person_id, purpose, sent_to, epoch,
+INSERT INTO account_one_time (lookup, seal, seal_key, person_id, purpose, sent_to, epoch,
                               new_email, expires_at)
-SELECT %(lookup)s, %(verifier)s, l.person_id, %(purpose)s, l.blind_index,
-       coalesce(c.epoch, 0), %(new_email)s, now() + %(lifetime)s::interval
+SELECT %(lookup)s, %(seal)s, %(seal_key)s, l.person_id, %(purpose)s, l.blind_index,
+       %(epoch)s, %(new_email)s, %(expires_at)s
 FROM email_lookup AS l
 LEFT JOIN account_credentials AS c ON c.person_id = l.person_id
 WHERE l.person_id = %(person_id)s AND l.blind_index = %(sent_to)s
+  AND coalesce(c.epoch, 0) = %(epoch)s
 RETURNING expires_at
 """
-"""A token bound to the address it is sent to: issued only while that address's claim is
-the person's."""
+"""A sealed token bound to the address it is sent to: issued only while that address's
+claim is the person's and their credential epoch is still the one sealed."""
 
+_EPOCH = "SELECT coalesce((SELECT epoch FROM account_credentials WHERE person_id = %s), 0)"
 _QUEUE = "INSERT INTO account_outbox (message_id, person_id, message) VALUES (%s, %s, %s)"
 
 _TAKE = """
-SELECT t.verifier, t.person_id, t.purpose, t.new_email, t.epoch
+SELECT t.seal, t.seal_key, t.person_id, t.purpose, t.new_email, t.epoch, t.sent_to,
+       t.expires_at
 FROM account_one_time AS t
 LEFT JOIN account_credentials AS c ON c.person_id = t.person_id
 WHERE t.lookup = %s AND t.expires_at > now() AND t.epoch = coalesce(c.epoch, 0)
@@ -207,6 +216,7 @@ class OneTimeLinks:
                    extra: Message | None = None) -> None:
         token, digests = new_token(TokenKind.ONE_TIME)
         lifetime = self._lifetime(purpose)
+        expires_at = datetime.now(UTC) + lifetime
         link = f"{self.settings.base_url}{LINK_PATHS[purpose]}?token={quote(token)}"
         minutes = int(lifetime.total_seconds() // 60)
         subject = getattr(self.texts, f"{purpose}_subject")
@@ -219,12 +229,18 @@ class OneTimeLinks:
         sealed_new = None if new_email is None else self.ledger.encrypt_field(
             person, "email", new_email.display.encode())
         sent_to = BlindIndexes.of(self.ledger.keyring).active.digest(to)
+        attestor = Attestor.of(self.ledger.keyring)
 
         def issue(conn: Any) -> bool:
+            row = conn.execute(_EPOCH, (person,)).fetchone()
+            epoch = int(row[0])
+            seal = attestor.seal_grant(link_grant(
+                token, person_id=person, purpose=purpose, sent_to=sent_to, epoch=epoch,
+                new_email=sealed_new, expires_at=expires_at))
             row = conn.execute(_ISSUE, {
-                "lookup": digests.lookup, "verifier": digests.verifier, "purpose": purpose,
-                "new_email": sealed_new, "lifetime": lifetime, "person_id": person,
-                "sent_to": sent_to}).fetchone()
+                "lookup": digests.lookup, "seal": seal, "seal_key": attestor.key_id,
+                "purpose": purpose, "new_email": sealed_new, "expires_at": expires_at,
+                "person_id": person, "sent_to": sent_to, "epoch": epoch}).fetchone()
             if row is None:
                 return False
             for blob in sealed:
@@ -236,12 +252,21 @@ class OneTimeLinks:
     def _take(self, token: str, purpose: Purpose) -> _Used:
         digests = token_digests(token, TokenKind.ONE_TIME)
 
+        checks = Attestations.of(self.ledger.keyring)
+
         def take(conn: Any) -> _Used | None:
             row = conn.execute(_TAKE, (digests.lookup,)).fetchone()
-            if row is None or not digests.matches(bytes(row[0])) or row[2] != purpose:
+            if row is None or row[3] != purpose:
+                return None
+            seal, seal_key, person, _, new_email, epoch, sent_to, expires_at = row
+            new_email = None if new_email is None else bytes(new_email)
+            grant = link_grant(token, person_id=person, purpose=purpose,
+                               sent_to=bytes(sent_to), epoch=epoch, new_email=new_email,
+                               expires_at=expires_at)
+            if not checks.holds_grant(seal_key, bytes(seal), grant):
                 return None
             conn.execute("DELETE FROM account_one_time WHERE lookup = %s", (digests.lookup,))
-            return _Used(row[1], None if row[3] is None else bytes(row[3]), row[4])
+            return _Used(person, new_email, epoch)
 
         used = self.ledger.database.transaction(take)
         if used is None:

@@ -14,6 +14,7 @@ from peoplelog.schema import InvalidInput
 
 __all__ = [
     "CHECK",
+    "EPOCH",
     "ISSUE",
     "LIST",
     "TOUCH",
@@ -30,37 +31,42 @@ _LABEL_MAX = 100
 _AGENT_MAX = 512
 
 ISSUE = """
-INSERT INTO account_sessions (lookup, verifier, session_id, person_id, kind, epoch, details,
-                              authenticated_at, last_used_at, expires_at, idle_seconds)
-SELECT %(lookup)s, %(verifier)s, %(session_id)s, l.person_id, %(kind)s, coalesce(c.epoch, 0),
-       %(details)s, coalesce(%(authenticated_at)s::timestamptz, now()), now(),
-       now() + %(lifetime)s::interval, %(idle)s
+INSERT INTO account_sessions (lookup, seal, seal_key, session_id, person_id, kind, epoch,
+                              details, authenticated_at, last_used_at, expires_at,
+                              idle_seconds)
+SELECT %(lookup)s, %(seal)s, %(seal_key)s, %(session_id)s, l.person_id, %(kind)s,
+       %(epoch)s, %(details)s, %(authenticated_at)s, now(), %(expires_at)s, %(idle)s
 FROM people_latest AS l
 LEFT JOIN account_credentials AS c ON c.person_id = l.person_id
 WHERE l.person_id = %(person_id)s AND l.erased_at IS NULL
   AND (%(version)s::integer IS NULL OR l.version = %(version)s::integer)
-  AND (%(epoch)s::integer IS NULL OR coalesce(c.epoch, 0) = %(epoch)s::integer)
+  AND coalesce(c.epoch, 0) = %(epoch)s
   AND (%(via)s::uuid IS NULL OR EXISTS (SELECT 1 FROM account_sessions AS v
                                         WHERE v.session_id = %(via)s::uuid
                                           AND v.person_id = l.person_id
                                           AND v.expires_at > now()))
 RETURNING authenticated_at, expires_at
 """
-"""Issue a session or token for a person who is not erased, under their current credential
-epoch; only while the head is still ``version`` (a login: the version whose password
-matched), or the epoch still ``epoch`` and the session ``via`` still live (a token made
-from a session), else nothing."""
+"""Issue a session or token (sealed over ``epoch``, its times and its person) for a person
+who is not erased, only while ``epoch`` is still their credential epoch, the head still
+``version`` (a login: the version whose password matched) and the session ``via`` still
+live (a token made from a session); else nothing."""
 
 CHECK = """
-SELECT s.verifier, s.session_id, s.person_id, s.kind, s.epoch, s.authenticated_at,
+SELECT s.seal, s.seal_key, s.session_id, s.person_id, s.kind, s.epoch, s.authenticated_at,
        s.last_used_at, s.expires_at, s.idle_seconds, now()
 FROM account_sessions AS s
 LEFT JOIN account_credentials AS c ON c.person_id = s.person_id
 WHERE s.lookup = %s AND s.epoch = coalesce(c.epoch, 0)
 """
-"""One indexed lookup: the row of a token whose epoch is still its person's."""
+"""One indexed lookup: the row of a token whose epoch is still its person's, with its seal
+(checked against the token and the row's columns)."""
 
 TOUCH = "UPDATE account_sessions SET last_used_at = now() WHERE lookup = %s"
+
+EPOCH = ("SELECT coalesce((SELECT epoch FROM account_credentials WHERE person_id = %s), 0),"
+         " now()")
+"""A person's credential epoch (0 before any credential change) and the server's time."""
 
 LIST = """
 SELECT s.session_id, s.kind, s.details, s.created_at, s.authenticated_at, s.last_used_at,

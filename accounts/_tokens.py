@@ -3,10 +3,13 @@ only as two SHA-256 digests. The one implementation of the token format.
 
 A token's text is its kind's prefix (``pls1_`` a session, ``plp1_`` a personal access
 token, ``plo1_`` a one-time link) and its 32 bytes in unpadded base64url. Stored:
-``lookup``, 16 bytes of SHA-256 over a label and the whole text (the indexed key), and
-``verifier``, SHA-256 over another label and the text, compared in constant time. Both
-cover the prefix, so a token of one kind never passes as another; neither reveals the
-token, so a copy of the database cannot be used to log in.
+``lookup``, 16 bytes of SHA-256 over a label and the whole text (the indexed key), and a
+``seal``: HMAC-SHA256 under the keyring's writer key (``fields.GRANT_LABEL``) over the
+text and every column that says whom the row lets in, how and until when (the
+``*_grant`` messages below), compared in constant time. The lookup reveals nothing of the
+token; the seal cannot be made without the keyring, so the database login alone can
+neither mint a token nor move one to another person, extend it or bring it back after a
+credential change.
 """
 
 from __future__ import annotations
@@ -14,18 +17,22 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import secrets
+import struct
+import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from peoplelog.schema import InvalidToken
 
-__all__ = ["TOKEN_BYTES", "TokenDigests", "TokenKind", "new_token", "token_digests"]
+__all__ = ["TOKEN_BYTES", "TokenDigests", "TokenKind", "link_grant", "new_token",
+           "session_grant", "token_digests"]
 
 TOKEN_BYTES = 32
 _LOOKUP_LABEL = b"peoplelog/token-lookup/1\x00"
-_VERIFIER_LABEL = b"peoplelog/token-verifier/1\x00"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NUMBERS = struct.Struct(">qqq")
 _BODY_CHARS = 43  # 32 bytes in unpadded base64url
 
 
@@ -45,24 +52,39 @@ _KINDS = {prefix: kind for kind, prefix in _PREFIXES.items()}
 
 @dataclass(frozen=True, slots=True)
 class TokenDigests:
-    """What is stored of a token. Its repr shows the kind only."""
+    """A token's kind and lookup digest. Its repr shows the kind only."""
 
     kind: TokenKind
     lookup: bytes
-    verifier: bytes
 
     def __repr__(self) -> str:
         return f"TokenDigests(kind={self.kind.value!r})"
 
-    def matches(self, stored_verifier: bytes) -> bool:
-        """Whether ``stored_verifier`` is this token's (constant time)."""
-        return hmac.compare_digest(self.verifier, stored_verifier)
-
 
 def _digests(kind: TokenKind, text: str) -> TokenDigests:
-    data = text.encode("ascii")
-    return TokenDigests(kind, hashlib.sha256(_LOOKUP_LABEL + data).digest()[:16],
-                        hashlib.sha256(_VERIFIER_LABEL + data).digest())
+    return TokenDigests(kind, hashlib.sha256(_LOOKUP_LABEL + text.encode("ascii")).digest()[:16])
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def session_grant(token: str, *, session_id: uuid.UUID, person_id: uuid.UUID, kind: str,
+                  epoch: int, authenticated_at: datetime, expires_at: datetime) -> bytes:
+    """What a session's or access token's seal covers: the token and the row's meaning."""
+    return b"".join((b"session\x00", token.encode("ascii"), session_id.bytes, person_id.bytes,
+                     kind.encode("ascii"), b"\x00",
+                     _NUMBERS.pack(epoch, _micros(authenticated_at), _micros(expires_at))))
+
+
+def link_grant(token: str, *, person_id: uuid.UUID, purpose: str, sent_to: bytes,
+               epoch: int, new_email: bytes | None, expires_at: datetime) -> bytes:
+    """What a one-time link's seal covers: the token, whom and what for, the address it was
+    sent to (its blind index), an email change's new address (ciphertext) and the expiry."""
+    extra = b"" if new_email is None else new_email
+    return b"".join((b"link\x00", token.encode("ascii"), person_id.bytes,
+                     purpose.encode("ascii"), b"\x00", struct.pack(">H", len(sent_to)),
+                     sent_to, _NUMBERS.pack(epoch, _micros(expires_at), len(extra)), extra))
 
 
 def new_token(kind: TokenKind) -> tuple[str, TokenDigests]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from peoplelog.schema.lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from ._attest import ATTESTATION_LABEL, CLAIM_LABEL, Attestations, Attestor
+    from ._attest import ATTESTATION_LABEL, CLAIM_LABEL, GRANT_LABEL, Attestations, Attestor
     from ._cipher import FIELDS, DataKey, NewPersonSealer
     from ._email import (
         NORMALISATION_VERSION,
@@ -35,6 +35,7 @@ __all__ = [
     "ATTESTATION_LABEL",
     "CLAIM_LABEL",
     "FIELDS",
+    "GRANT_LABEL",
     "KEYRING_FORMAT",
     "MAX_PASSWORD",
     "MIN_PASSWORD",
@@ -61,7 +62,7 @@ __all__ = [
 ]
 
 _SOURCES = {
-    "_attest": ("ATTESTATION_LABEL", "CLAIM_LABEL", "Attestations", "Attestor"),
+    "_attest": ("ATTESTATION_LABEL", "CLAIM_LABEL", "GRANT_LABEL", "Attestations", "Attestor"),
     "_cipher": ("FIELDS", "DataKey", "NewPersonSealer"),
     "_email": ("NORMALISATION_VERSION", "BlindIndex", "BlindIndexes", "NormalisedEmail",
                "normalise_email"),

@@ -10,7 +10,7 @@ import weakref
 from ._keyed import KeyedHash
 from ._keyring import Key, KeyPurpose, Keyring
 
-__all__ = ["ATTESTATION_LABEL", "CLAIM_LABEL", "Attestations", "Attestor"]
+__all__ = ["ATTESTATION_LABEL", "CLAIM_LABEL", "GRANT_LABEL", "Attestations", "Attestor"]
 
 ATTESTATION_LABEL = b"peoplelog/attest/1\x00"
 """What is sealed is this label and the version's CID (ASCII): the CID commits to the
@@ -20,6 +20,13 @@ CLAIM_LABEL = b"peoplelog/claim/1\x00"
 ciphertext the claim was made for: moved to another person, or left in place after the
 person's email changed, it no longer checks. It lives only in ``email_lookup`` (deleted at
 erasure), never in the ledger."""
+
+
+GRANT_LABEL = b"peoplelog/grant/1\x00"
+"""A grant's seal (a session's, an access token's, a link's) covers this label and the
+message the accounts layer builds: the token and every column that says whom it lets in,
+how and until when. A row written with the database login alone, or changed by it (another
+person, a later expiry, an epoch brought back), no longer checks."""
 
 
 def _claim_message(blind_index: bytes, person_id: bytes, email: bytes) -> bytes:
@@ -57,6 +64,10 @@ class Attestor:
         """The seal of an email claim (``person_id``: 16 bytes; ``email``: the email
         ciphertext the person's version holds)."""
         return self._mac.digest(_claim_message(blind_index, person_id, email))
+
+    def seal_grant(self, message: bytes) -> bytes:
+        """The seal of a grant (see ``GRANT_LABEL``)."""
+        return self._mac.digest(GRANT_LABEL + message)
 
 
 class Attestations:
@@ -96,6 +107,13 @@ class Attestations:
             return False
         return hmac.compare_digest(
             mac.digest(_claim_message(blind_index, person_id, email)), bytes(seal))
+
+    def holds_grant(self, key_id: str | None, seal: bytes | None, message: bytes) -> bool:
+        """Whether ``seal`` is the writer's seal of this grant (constant time)."""
+        mac = None if key_id is None else self._macs.get(key_id)
+        if mac is None or seal is None:
+            return False
+        return hmac.compare_digest(mac.digest(GRANT_LABEL + message), bytes(seal))
 
 
 _ATTESTORS: weakref.WeakKeyDictionary[Keyring, Attestor] = weakref.WeakKeyDictionary()

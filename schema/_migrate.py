@@ -96,7 +96,7 @@ _APP_GRANTS: tuple[tuple[str, str], ...] = (
     ("kek_epochs", "SELECT"),
     ("account_credentials", "SELECT, INSERT, UPDATE"),
     ("account_sessions", "SELECT, INSERT, UPDATE, DELETE"),
-    ("account_one_time", "SELECT, INSERT, DELETE"),
+    ("account_one_time", "SELECT, INSERT, UPDATE, DELETE"),  # UPDATE: FOR UPDATE
     ("account_outbox", "SELECT, INSERT, UPDATE, DELETE"),
     ("account_throttle", "SELECT, INSERT, UPDATE, DELETE"),
 )

@@ -1,7 +1,9 @@
 -- peoplelog 014: accounts. Sessions and personal access tokens are mutable rows beside the
--- ledger; a token is 256 random bits shown to its holder once, stored only as two
--- SHA-256 digests (a 16-byte lookup key and a 32-byte verifier, with different labels:
--- one indexed lookup, then a constant-time comparison). What tells a person's devices
+-- ledger; a token is 256 random bits shown to its holder once, stored as a 16-byte
+-- SHA-256 lookup digest (one indexed lookup) and a seal: HMAC-SHA256 under the keyring's
+-- writer key (`seal_key`) over the token and the row's person, kind, epoch, login time
+-- and expiry, compared in constant time. Without the keyring a row can be neither made
+-- nor moved to another person, extended or brought back. What tells a person's devices
 -- apart (label or token name, IP, user agent) is encrypted under the person's data key,
 -- so erasure shreds it.
 --
@@ -21,7 +23,8 @@ COMMENT ON TABLE account_credentials IS
 
 CREATE TABLE account_sessions (
     lookup           bytea       PRIMARY KEY CHECK (length(lookup) = 16),
-    verifier         bytea       NOT NULL CHECK (length(verifier) = 32),
+    seal             bytea       NOT NULL CHECK (length(seal) = 32),
+    seal_key         text        NOT NULL,
     session_id       uuid        NOT NULL UNIQUE,
     person_id        uuid        NOT NULL,
     kind             text        NOT NULL CHECK (kind IN ('session', 'access_token')),
@@ -39,6 +42,22 @@ CREATE INDEX account_sessions_idle ON account_sessions (last_used_at)
     WHERE idle_seconds IS NOT NULL;
 COMMENT ON COLUMN account_sessions.details IS
     'label or token name, IP and user agent: JSON encrypted under the person''s data key (field "client")';
+
+-- An epoch only moves forward: for any login but the owner, an update that would bring an
+-- older epoch back (and with it the sessions issued under it) is refused.
+CREATE FUNCTION peoplelog_epoch_forward() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.epoch <= OLD.epoch AND NOT has_table_privilege(TG_RELID, 'TRUNCATE') THEN
+        PERFORM peoplelog_refuse('a credential epoch only moves forward');
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER account_credentials_forward
+    BEFORE UPDATE ON account_credentials FOR EACH ROW
+    EXECUTE FUNCTION peoplelog_epoch_forward();
 
 CREATE FUNCTION peoplelog_credentials_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$

@@ -1,7 +1,7 @@
 -- peoplelog 015: one-time tokens (a login link, an email confirmation, a password reset, an
 -- email change) and the mail outbox they are sent through.
 --
--- A one-time token is stored like a session token (lookup digest, verifier) and is bound
+-- A one-time token is stored like a session token (lookup digest, seal) and is bound
 -- to the address it was sent to by that address's blind index (`sent_to`, never the
 -- address): it works only while the person's email claim is that digest, and only once
 -- (consumed under a row lock: of any number of concurrent uses exactly one succeeds).
@@ -16,7 +16,8 @@
 
 CREATE TABLE account_one_time (
     lookup     bytea       PRIMARY KEY CHECK (length(lookup) = 16),
-    verifier   bytea       NOT NULL CHECK (length(verifier) = 32),
+    seal       bytea       NOT NULL CHECK (length(seal) = 32),
+    seal_key   text        NOT NULL,
     person_id  uuid        NOT NULL,
     purpose    text        NOT NULL CHECK (purpose IN ('login', 'confirm', 'reset',
                                                        'change_email')),
