@@ -12,7 +12,7 @@ from peoplelog.ledger import Database
 
 __all__ = ["CLEANUP_BATCH", "CleanupSummary", "clean_up"]
 
-CLEANUP_BATCH = 10_000
+CLEANUP_BATCH = 25_000
 
 _TARGETS: dict[str, str] = {
     "sessions": """

@@ -356,7 +356,7 @@ def register(sub: Any, *, add: AddCommand) -> None:
             "and finished attempt counts, in batches (safe while serving)",
             "peoplelog token cleanup --json")
     p.add_argument("--batch-size", type=int, metavar="N",
-                   help="rows per transaction (default 10000)")
+                   help="rows per transaction (default 25000)")
 
     mail = add_group(sub, "mail", "deliver the mail outbox",
                      "PEOPLELOG_SMTP_URL=smtp://127.0.0.1:25 peoplelog mail send-pending",
