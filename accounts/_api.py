@@ -27,6 +27,7 @@ from peoplelog.schema import (
 )
 
 from ._cleanup import CLEANUP_BATCH, CleanupSummary, clean_up
+from ._codes import CODE_DIGITS, take_code
 from ._links import OneTimeLinks
 from ._mail import Mailer, MessageTexts
 from ._outbox import OutboxSummary, send_pending
@@ -167,6 +168,35 @@ class Accounts(OneTimeLinks):
                              idle=self.settings.session_idle, epoch=epoch)
         if issued is None:  # the credentials changed since the link was sent
             raise InvalidToken("invalid token")
+        self._clear_attempts(person)
+        return issued
+
+    def login_with_code(self, email: str, code: str, *, client: Client | None = None,
+                        remember: bool = False) -> IssuedToken:
+        """A new session for the person whose address ``email`` is and who typed the code
+        mailed to it (``request_login_code``). Every failure is ``LoginFailed``; each try
+        counts towards the account's and the client's limits and the code's own."""
+        details = details_json(client)
+        person = self._claimed(email)
+        address = client_address(client)
+        digest = None if address is None else BlindIndexes.of(
+            self.ledger.keyring).active.client_address_digest(address)
+        if not self.ledger.database.transaction(
+                lambda conn: self.throttle.count(conn, person, digest)):
+            raise LoginFailed(_LOGIN_FAILED)
+        if person is None or not isinstance(code, str) or len(code) != CODE_DIGITS \
+                or not (code.isascii() and code.isdigit()):
+            raise LoginFailed(_LOGIN_FAILED)
+        checks = Attestations.of(self.ledger.keyring)
+        epoch = self.ledger.database.transaction(
+            lambda conn: take_code(conn, checks, person, code, self.settings.code_attempts))
+        if epoch is None:
+            raise LoginFailed(_LOGIN_FAILED)
+        self._confirm(person)  # the code came to the address: it is confirmed
+        issued = self._issue(person, TokenKind.SESSION, details, self._lifetime_of(remember),
+                             idle=self.settings.session_idle, epoch=epoch)
+        if issued is None:
+            raise LoginFailed(_LOGIN_FAILED)
         self._clear_attempts(person)
         return issued
 

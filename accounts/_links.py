@@ -30,6 +30,7 @@ from peoplelog.schema import (
     PersonNotFound,
 )
 
+from ._codes import ISSUE_CODE, code_params, new_code
 from ._mail import Message, MessageTexts
 from ._policy import PasswordPolicy
 from ._scope import Scope
@@ -97,6 +98,12 @@ class OneTimeLinks:
         with ``signup_by_link``, an address nobody has is registered first (by email only)
         and gets its link too."""
         self._request(email, "login")
+
+    def request_login_code(self, email: str) -> None:
+        """Mail a six-digit sign-in code (``login_link_lifetime``, ``code_attempts`` tries)
+        to ``email`` if a person has it (or, with ``signup_by_link``, registers it first);
+        ``Accounts.login_with_code`` takes it back with the address."""
+        self._request(email, "login_code")
 
     def request_password_reset(self, email: str) -> None:
         """Mail a password-reset link (``reset_link_lifetime``) to ``email`` if a person
@@ -202,10 +209,13 @@ class OneTimeLinks:
             except InvalidInput:
                 return  # the same answer, after the same floor
             except PersonNotFound:
-                if purpose != "login" or not self.settings.signup_by_link:
+                if purpose not in ("login", "login_code") or not self.settings.signup_by_link:
                     return
                 person = self._sign_up(normalised)
-            self._send_link(person, normalised, purpose)
+            if purpose == "login_code":
+                self._send_code(person, normalised)
+            else:
+                self._send_link(person, normalised, purpose)
         finally:
             rest = self.settings.request_floor.total_seconds() - (time.monotonic() - started)
             if rest > 0:
@@ -248,6 +258,27 @@ class OneTimeLinks:
             return True
 
         self.ledger.database.transaction(issue)  # nothing queued when the address moved
+
+    def _send_code(self, person: uuid.UUID, to: NormalisedEmail) -> None:
+        code = new_code()
+        lifetime = self.settings.login_link_lifetime
+        expires_at = datetime.now(UTC) + lifetime
+        body = self.texts.login_code_body.format(
+            code=code, minutes=int(lifetime.total_seconds() // 60))
+        sealed = self.ledger.encrypt_field(person, "mail", Message(
+            to=to.display, subject=self.texts.login_code_subject, body=body,
+            sender=self.texts.sender).to_json())
+        sent_to = BlindIndexes.of(self.ledger.keyring).active.digest(to)
+        attestor = Attestor.of(self.ledger.keyring)
+
+        def issue(conn: Any) -> None:
+            epoch = int(conn.execute(_EPOCH, (person,)).fetchone()[0])
+            params = code_params(attestor, code, person=person, sent_to=sent_to, epoch=epoch,
+                                 expires_at=expires_at)
+            if conn.execute(ISSUE_CODE, params).fetchone() is not None:
+                conn.execute(_QUEUE, (uuid.uuid4(), person, sealed))
+
+        self.ledger.database.transaction(issue)
 
     def _take(self, token: str, purpose: Purpose) -> _Used:
         digests = token_digests(token, TokenKind.ONE_TIME)

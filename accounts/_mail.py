@@ -70,6 +70,9 @@ class MessageTexts:
     login_subject: str = "Your sign-in link"
     login_body: str = ("Use this link to sign in. It works once, for {minutes} minutes:\n\n"
                        "{link}\n\nIf you did not ask for it, ignore this message.\n")
+    login_code_subject: str = "Your sign-in code"
+    login_code_body: str = ("Your sign-in code is {code}. It works once, for {minutes} "
+                            "minutes.\n\nIf you did not ask for it, ignore this message.\n")
     confirm_subject: str = "Confirm your email address"
     confirm_body: str = ("Confirm your email address with this link ({minutes} minutes, "
                          "once):\n\n{link}\n")

@@ -47,6 +47,9 @@ class AccountSettings:
     touch_interval: timedelta = timedelta(minutes=1)
     """``last_used_at`` is written at most this often per session: a check is a read."""
     login_link_lifetime: timedelta = timedelta(minutes=15)
+    """A sign-in link's lifetime, and a sign-in code's."""
+    code_attempts: int = 5
+    """Wrong tries after which a sign-in code is void."""
     confirm_link_lifetime: timedelta = timedelta(days=7)
     reset_link_lifetime: timedelta = timedelta(hours=1)
     change_email_link_lifetime: timedelta = timedelta(days=1)

@@ -121,6 +121,21 @@ def cmd_request_login_link(args: argparse.Namespace) -> tuple[Any, int]:
     return _requested(args)
 
 
+def cmd_request_login_code(args: argparse.Namespace) -> tuple[Any, int]:
+    with _accounts() as accounts:
+        accounts.request_login_code(args.email)
+    return _requested(args)
+
+
+def cmd_login_code(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.accounts import Client  # noqa: PLC0415
+
+    code = _read_token()
+    with _accounts() as accounts:
+        issued = accounts.login_with_code(args.email, code, client=Client(label=args.label))
+    return _issued(args, issued)
+
+
 def cmd_request_reset(args: argparse.Namespace) -> tuple[Any, int]:
     with _accounts() as accounts:
         accounts.request_password_reset(args.email)
@@ -298,6 +313,7 @@ def register(sub: Any, *, add: AddCommand) -> None:
                    help="the remember-me lifetime instead of the session's")
     for name, handler, what in (
             ("request-login-link", cmd_request_login_link, "a sign-in link"),
+            ("request-login-code", cmd_request_login_code, "a six-digit sign-in code"),
             ("request-reset", cmd_request_reset, "a password-reset link")):
         p = add(account, name, handler,
                 f"queue {what} for an address (the same answer whether or not it is "
@@ -310,6 +326,12 @@ def register(sub: Any, *, add: AddCommand) -> None:
     p = add(account, "login-link", cmd_login_link,
             "use a sign-in link's token (stdin): prints a session token once",
             "printf '%s\n' \"$LINK_TOKEN\" | peoplelog account login-link --json")
+    p.add_argument("--label", help="a name for this session (e.g. the device)")
+    p = add(account, "login-code", cmd_login_code,
+            "log in with the address and the sign-in code mailed to it (stdin): prints a "
+            "session token once (any failure is one message, exit 6)",
+            "printf '%s\\n' 123456 | peoplelog account login-code --email ada@example.org")
+    p.add_argument("--email", required=True)
     p.add_argument("--label", help="a name for this session (e.g. the device)")
     add(account, "confirm", cmd_confirm, "use a confirmation link's token (stdin)",
         "printf '%s\n' \"$LINK_TOKEN\" | peoplelog account confirm")

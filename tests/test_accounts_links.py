@@ -7,6 +7,7 @@ import dataclasses
 import email
 import re
 import socket
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -444,3 +445,69 @@ def test_sign_up_by_link_registers_an_unknown_address_when_enabled(
         assert accounts.ledger.get_person(person).verified_at is not None
         with pytest.raises(PersonNotFound):  # a reset never registers anyone
             accounts.ledger.find_person(f"other-{uuid.uuid4().hex[:8]}@example.org")
+
+
+_CODE = re.compile(r"code is (\d{6})\.")
+
+
+def _code_for(inbox: Inbox, address: str) -> str:
+    body = inbox.to(address)[-1].get_payload(decode=True)
+    assert isinstance(body, bytes)
+    found = _CODE.search(body.decode())
+    assert found is not None, body
+    return found[1]
+
+
+def test_a_sign_in_code_works_once_and_only_for_its_address(
+        database_url: str, keyring: Keyring, smtp: tuple[Inbox, SmtpMailer],
+        conn: psycopg.Connection[Any]) -> None:
+    inbox, mailer = smtp
+    settings = AccountSettings(request_floor=timedelta(milliseconds=1), code_attempts=5)
+    with Accounts(Ledger(Database(database_url, pool_size=2), keyring), settings) as accounts:
+        accounts.send_pending(FileMailer(Path(tempfile.mkdtemp())))  # earlier tests' mail
+        person, address = _member(accounts, "code")
+        other, other_address = _member(accounts, "code-other")
+        accounts.request_login_code(address)
+        accounts.request_login_code(f"nobody-{uuid.uuid4().hex[:6]}@example.org")
+        assert accounts.send_pending(mailer).sent == 1
+        code = _code_for(inbox, address)
+        stored = conn.execute("SELECT seal FROM account_one_time WHERE person_id = %s",
+                              (person,)).fetchone()
+        assert stored is not None and code.encode() not in bytes(stored[0])
+        wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+        for attempt in (wrong, "12345", "abcdef", code + "0"):
+            with pytest.raises(LoginFailed):
+                accounts.login_with_code(address, attempt)
+        with pytest.raises(LoginFailed):  # another person's address with this code
+            accounts.login_with_code(other_address, code)
+        session = accounts.login_with_code(address.upper(), code)
+        assert accounts.check(session.token).person_id == person
+        assert accounts.ledger.get_person(person).verified_at is not None
+        with pytest.raises(LoginFailed):  # used up
+            accounts.login_with_code(address, code)
+        accounts.request_login_code(address)
+        accounts.request_login_code(address)  # only the newest code works
+        accounts.send_pending(mailer)
+        newest = _code_for(inbox, address)
+        for _ in range(5):  # five wrong tries void it
+            with pytest.raises(LoginFailed):
+                accounts.login_with_code(address, f"{(int(newest) + 7) % 1_000_000:06d}")
+        with pytest.raises(LoginFailed):
+            accounts.login_with_code(address, newest)
+        assert other != person
+
+
+def test_the_cli_logs_in_with_a_code(cli: Cli, tmp_path: Path, accounts: Accounts) -> None:
+    person, address = _member(accounts, "cli-code")
+    accounts.send_pending(FileMailer(tmp_path / "earlier"))
+    env = {"PEOPLELOG_SMTP_URL": f"file://{tmp_path}/mail"}
+    assert cli("account", "request-login-code", "--email", address, env=env).code == 0
+    assert cli("mail", "send-pending", env=env).code == 0
+    found = _CODE.search(sorted((tmp_path / "mail").glob("*.eml"))[-1].read_text())
+    assert found is not None
+    refused = cli("account", "login-code", "--email", address, stdin="000000x\n")
+    assert refused.code == 6
+    opened = cli("account", "login-code", "--email", address, "--json",
+                 stdin=found[1] + "\n")
+    assert opened.code == 0, opened.stderr
+    assert opened.json["person_id"] == str(person)

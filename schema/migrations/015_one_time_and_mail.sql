@@ -5,7 +5,9 @@
 -- to the address it was sent to by that address's blind index (`sent_to`, never the
 -- address): it works only while the person's email claim is that digest, and only once
 -- (consumed under a row lock: of any number of concurrent uses exactly one succeeds).
--- An email change's new address is kept encrypted under the person's data key.
+-- An email change's new address is kept encrypted under the person's data key. A sign-in
+-- code (six digits, typed rather than followed) is found by its person and purpose, not by
+-- a digest of it (a code is guessable); its `attempts` end it after a few wrong tries.
 --
 -- A message is queued in the transaction that issues its token (`account_outbox`), as
 -- JSON (recipient, subject, body) encrypted under the person's data key: never lost, never
@@ -20,10 +22,11 @@ CREATE TABLE account_one_time (
     seal_key   text        NOT NULL,
     person_id  uuid        NOT NULL,
     purpose    text        NOT NULL CHECK (purpose IN ('login', 'confirm', 'reset',
-                                                       'change_email')),
+                                                       'change_email', 'login_code')),
     sent_to    bytea       NOT NULL,
     epoch      integer     NOT NULL CHECK (epoch >= 0),
     new_email  bytea,
+    attempts   integer     NOT NULL DEFAULT 0 CHECK (attempts >= 0),
     created_at timestamptz NOT NULL DEFAULT now(),
     expires_at timestamptz NOT NULL
 );
