@@ -13,6 +13,7 @@ from peoplelog.schema.lazy import lazy_exports
 if TYPE_CHECKING:
     from ._api import Accounts
     from ._cleanup import CLEANUP_BATCH, CleanupSummary
+    from ._events import EventInfo, EventKind, EventPage
     from ._links import LINK_PATHS
     from ._mail import (
         ConsoleMailer,
@@ -39,6 +40,9 @@ __all__ = [
     "CleanupSummary",
     "Client",
     "ConsoleMailer",
+    "EventInfo",
+    "EventKind",
+    "EventPage",
     "FileMailer",
     "IssuedToken",
     "Mailer",
@@ -60,6 +64,7 @@ __all__ = [
 _SOURCES = {
     "_api": ("Accounts",),
     "_cleanup": ("CLEANUP_BATCH", "CleanupSummary"),
+    "_events": ("EventInfo", "EventKind", "EventPage"),
     "_links": ("LINK_PATHS",),
     "_mail": ("ConsoleMailer", "FileMailer", "Mailer", "Message", "MessageTexts", "SmtpMailer",
               "mailer_from_url"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -16,7 +17,7 @@ from peoplelog.fields import (
     PasswordHasher,
     normalise_email,
 )
-from peoplelog.ledger import Ledger, Settings
+from peoplelog.ledger import INSERT_EVENT, Ledger, Settings
 from peoplelog.schema import (
     InvalidInput,
     InvalidToken,
@@ -28,6 +29,7 @@ from peoplelog.schema import (
 
 from ._cleanup import CLEANUP_BATCH, CleanupSummary, clean_up
 from ._codes import CODE_DIGITS, take_code
+from ._events import EventKind, EventPage, SecurityLog, insert_event_from, read_events
 from ._links import OneTimeLinks
 from ._mail import Mailer, MessageTexts
 from ._outbox import OutboxSummary, send_pending
@@ -54,6 +56,11 @@ from ._tokens import TokenKind, new_token, session_grant, token_digests
 __all__ = ["Accounts"]
 
 _LOGIN_FAILED = "invalid email or password"
+_ISSUE_LOGGED = ("WITH issued AS (" + ISSUE.strip() + "), logged AS ("  # noqa: S608
+                 + insert_event_from("issued") + ") SELECT authenticated_at, expires_at"
+                 " FROM issued")
+"""Issue a session or token and write the event that issued it, in one statement: the
+event exists exactly when the session does (``verify`` checks every live one has it)."""
 
 
 class Accounts(OneTimeLinks):
@@ -79,6 +86,7 @@ class Accounts(OneTimeLinks):
         self.policy = PasswordPolicy(self.settings.min_password_length,
                                      self.settings.min_password_score)
         self._hasher = PasswordHasher()
+        self.security_log = SecurityLog(ledger)
         self.throttle = Throttle(self.settings.login_attempts_per_account,
                                  self.settings.login_attempts_per_client,
                                  self.settings.login_window, self.settings.lockout)
@@ -135,12 +143,12 @@ class Accounts(OneTimeLinks):
         digest = None if address is None else BlindIndexes.of(
             self.ledger.keyring).active.client_address_digest(address)
         if not self.ledger.database.transaction(
-                lambda conn: self.throttle.count(conn, person, digest)):
+                lambda conn: self.throttle.count(conn, person, digest, self._locked)):
             self._hasher.verify_dummy(password)  # locked: the same answer, the same work
-            raise LoginFailed(_LOGIN_FAILED)
+            raise self._login_failed(person, client, "password", "locked")
         match = self.ledger.check_password(email, password)
         if match is None:
-            raise LoginFailed(_LOGIN_FAILED)
+            raise self._login_failed(person, client, "password", "credentials")
         version = match.version
         if match.needs_rehash:
             try:
@@ -149,12 +157,14 @@ class Accounts(OneTimeLinks):
                     expect_version=version, actor="peoplelog",
                     reason="argon2id parameters upgraded").version
             except VersionConflict:
-                raise LoginFailed(_LOGIN_FAILED) from None
+                raise self._login_failed(person, client, "password", "conflict") from None
         issued = self._issue(match.person_id, TokenKind.SESSION, details,
                              self._lifetime_of(remember),
-                             idle=self.settings.session_idle, version=version)
+                             idle=self.settings.session_idle, version=version,
+                             event=EventKind.LOGIN, client=client,
+                             facts={"method": "password", "remember": remember})
         if issued is None:  # a new version since the password matched: prove it again
-            raise LoginFailed(_LOGIN_FAILED)
+            raise self._login_failed(person, client, "password", "conflict")
         self._clear_attempts(match.person_id)
         return issued
 
@@ -165,9 +175,11 @@ class Accounts(OneTimeLinks):
         details = details_json(client)
         person, epoch = self.use_login_link(token)
         issued = self._issue(person, TokenKind.SESSION, details, self._lifetime_of(remember),
-                             idle=self.settings.session_idle, epoch=epoch)
+                             idle=self.settings.session_idle, epoch=epoch,
+                             event=EventKind.LOGIN, client=client,
+                             facts={"method": "link", "remember": remember})
         if issued is None:  # the credentials changed since the link was sent
-            raise InvalidToken("invalid token")
+            raise self._login_failed(person, client, "link", "conflict", InvalidToken)
         self._clear_attempts(person)
         return issued
 
@@ -182,21 +194,31 @@ class Accounts(OneTimeLinks):
         digest = None if address is None else BlindIndexes.of(
             self.ledger.keyring).active.client_address_digest(address)
         if not self.ledger.database.transaction(
-                lambda conn: self.throttle.count(conn, person, digest)):
-            raise LoginFailed(_LOGIN_FAILED)
+                lambda conn: self.throttle.count(conn, person, digest, self._locked)):
+            raise self._login_failed(person, client, "code", "locked")
         if person is None or not isinstance(code, str) or len(code) != CODE_DIGITS \
                 or not (code.isascii() and code.isdigit()):
-            raise LoginFailed(_LOGIN_FAILED)
+            raise self._login_failed(person, client, "code", "credentials")
         checks = Attestations.of(self.ledger.keyring)
-        epoch = self.ledger.database.transaction(
-            lambda conn: take_code(conn, checks, person, code, self.settings.code_attempts))
+
+        def take(conn: Any) -> int | None:
+            epoch = take_code(conn, checks, person, code, self.settings.code_attempts)
+            if epoch is not None:
+                self.security_log.write(conn, EventKind.LINK_USED, person_id=person,
+                                        actor=f"person:{person}", client=client,
+                                        facts={"purpose": "login_code"})
+            return epoch
+
+        epoch = self.ledger.database.transaction(take)
         if epoch is None:
-            raise LoginFailed(_LOGIN_FAILED)
+            raise self._login_failed(person, client, "code", "credentials")
         self._confirm(person)  # the code came to the address: it is confirmed
         issued = self._issue(person, TokenKind.SESSION, details, self._lifetime_of(remember),
-                             idle=self.settings.session_idle, epoch=epoch)
+                             idle=self.settings.session_idle, epoch=epoch,
+                             event=EventKind.LOGIN, client=client,
+                             facts={"method": "code", "remember": remember})
         if issued is None:
-            raise LoginFailed(_LOGIN_FAILED)
+            raise self._login_failed(person, client, "code", "conflict")
         self._clear_attempts(person)
         return issued
 
@@ -221,8 +243,13 @@ class Accounts(OneTimeLinks):
                 reason="password changed").version
         except VersionConflict:
             raise LoginFailed(_LOGIN_FAILED) from None
+        self.security_log.record(EventKind.PASSWORD_CHANGED, person_id=person,
+                                 session_id=scope.session_id, actor=scope.actor, client=client,
+                                 facts={"version": version, "via": "change"})
         issued = self._issue(person, TokenKind.SESSION, details, self.settings.session_lifetime,
-                             idle=self.settings.session_idle, version=version)
+                             idle=self.settings.session_idle, version=version,
+                             event=EventKind.SESSION_ISSUED, client=client, actor=scope.actor,
+                             facts={"reason": "password_changed"})
         if issued is None:
             raise LoginFailed(_LOGIN_FAILED)
         return issued
@@ -231,7 +258,11 @@ class Accounts(OneTimeLinks):
         """Delete expired, idle, ended and used sessions, tokens and links, mail sent more
         than a week ago and finished attempt counts, ``batch`` rows per transaction (safe
         while the application serves). Counts per kind."""
-        return clean_up(self.ledger.database, window=self.settings.login_window, batch=batch)
+        summary = clean_up(self.ledger.database, window=self.settings.login_window,
+                           batch=batch)
+        self.security_log.record(EventKind.CLEANUP, actor="peoplelog", facts={
+            kind.replace(" ", "_"): count for kind, count in summary.deleted.items()})
+        return summary
 
     def send_pending(self, mailer: Mailer, *, limit: int | None = None) -> OutboxSummary:
         """Deliver the outbox's due messages through ``mailer`` (see ``send_pending``)."""
@@ -253,10 +284,10 @@ class Accounts(OneTimeLinks):
                               kind=found_kind, epoch=epoch, authenticated_at=authenticated_at,
                               expires_at=expires_at)
         if not Attestations.of(self.ledger.keyring).holds_grant(seal_key, bytes(seal), grant):
-            raise InvalidToken("invalid token")
+            raise self._refused(person_id, session_id, found_kind, "seal")
         if now >= expires_at or (idle is not None
                                  and now >= last_used_at + timedelta(seconds=idle)):
-            raise InvalidToken("invalid token")
+            raise self._refused(person_id, session_id, found_kind, "expired")
         if now - last_used_at >= self.settings.touch_interval:
             self.ledger.database.transaction(
                 lambda conn: conn.execute(TOUCH, (digests.lookup,)))
@@ -270,7 +301,8 @@ class Accounts(OneTimeLinks):
         """End the session (or access token) ``token`` stands for."""
         scope = self.check(token)
         assert scope.session_id is not None
-        self._delete("session_id = %s", (scope.session_id,))
+        self._delete("session_id = %s", (scope.session_id,),
+                     self._ended(scope, "logout", scope.session_id))
 
     def sessions(self, scope: Scope, person_id: uuid.UUID | None = None) -> list[SessionInfo]:
         """The live sessions of the scope's person (a service names ``person_id``), oldest
@@ -285,21 +317,23 @@ class Accounts(OneTimeLinks):
     def revoke(self, scope: Scope, session_id: uuid.UUID) -> bool:
         """End one session or access token (of the scope's own person, unless a service
         acts); False when there was none."""
+        event = self._ended(scope, "revoked", session_id)
         if scope.service is not None:
-            return self._delete("session_id = %s", (session_id,)) > 0
+            return self._delete("session_id = %s", (session_id,), event) > 0
         return self._delete("session_id = %s AND person_id = %s",
-                            (session_id, scope.person_id)) > 0
+                            (session_id, scope.person_id), event) > 0
 
     def revoke_others(self, scope: Scope) -> int:
         """End every session of the scope's person but the scope's own."""
         person = self._person(scope, None)
         return self._delete("person_id = %s AND kind = 'session' AND session_id <> %s",
-                            (person, scope.session_id))
+                            (person, scope.session_id), self._ended(scope, "others"))
 
     def revoke_all(self, scope: Scope, person_id: uuid.UUID | None = None) -> int:
         """Log the person out everywhere: end every session (access tokens stay)."""
-        return self._delete("person_id = %s AND kind = 'session'",
-                            (self._person(scope, person_id),))
+        person = self._person(scope, person_id)
+        return self._delete("person_id = %s AND kind = 'session'", (person,),
+                            self._ended(scope, "all"))
 
     def create_access_token(self, scope: Scope, name: str, *,
                             expires_in: timedelta | None = None,
@@ -315,7 +349,9 @@ class Accounts(OneTimeLinks):
         issued = self._issue(person, TokenKind.ACCESS_TOKEN, details_json(None, name=name),
                              lifetime, idle=None, epoch=scope.epoch,
                              authenticated_at=scope.authenticated_at,
-                             via=None if scope.service is not None else scope.session_id)
+                             via=None if scope.service is not None else scope.session_id,
+                             event=EventKind.TOKEN_ISSUED, actor=scope.actor,
+                             facts={"days": lifetime.days})
         if issued is None:
             raise NotPermitted("the session this scope stands for has ended")
         return issued
@@ -348,20 +384,45 @@ class Accounts(OneTimeLinks):
         return scope.person_id
 
     def _issue(self, person_id: uuid.UUID, kind: TokenKind, details: bytes,
-               lifetime: timedelta, *, idle: timedelta | None, version: int | None = None,
+               lifetime: timedelta, *, idle: timedelta | None, event: EventKind,
+               facts: dict[str, str | int | bool | None], client: Client | None = None,
+               actor: str | None = None, version: int | None = None,
                epoch: int | None = None, authenticated_at: datetime | None = None,
                via: uuid.UUID | None = None) -> IssuedToken | None:
         """Issue a sealed session or token under ``epoch`` (default: the person's epoch
-        now), only while it is still the person's (see ``ISSUE``); None otherwise."""
+        now) at the head ``version`` (default: the head now; tried again if it moves
+        meanwhile), only while both are still the person's (see ``ISSUE``), with the
+        ``event`` that issued it (its facts name the kind and the head); None otherwise."""
         sealed = self.ledger.encrypt_field(person_id, "client", details)
-        if epoch is None:
-            found = self.ledger.database.fetch_one(EPOCH, (person_id,))
-            epoch = 0 if found is None else int(found[0])
+        for _ in range(1 if version is not None else 3):
+            head, current = version, epoch
+            if head is None or current is None:
+                found = self.ledger.database.fetch_one(EPOCH, (person_id, person_id))
+                if found is None or found[2] is None:
+                    return None
+                head = int(found[2]) if head is None else head
+                current = int(found[0]) if current is None else current
+            session_id = uuid.uuid4()
+            issued = self._issue_at(person_id, session_id, kind, sealed, lifetime, idle=idle,
+                                    head=head, epoch=current,
+                                    authenticated_at=authenticated_at, via=via,
+                                    event=self.security_log.params(
+                                        event, person_id=person_id, session_id=session_id,
+                                        actor=actor or f"person:{person_id}", client=client,
+                                        facts={**facts, "issued": kind.value, "head": head}))
+            if issued is not None:
+                return issued
+        return None
+
+    def _issue_at(self, person_id: uuid.UUID, session_id: uuid.UUID, kind: TokenKind,
+                  sealed: bytes,
+                  lifetime: timedelta, *, idle: timedelta | None, head: int, epoch: int,
+                  authenticated_at: datetime | None, via: uuid.UUID | None,
+                  event: dict[str, Any]) -> IssuedToken | None:
         now = datetime.now(UTC)
         authenticated = now if authenticated_at is None else authenticated_at
         expires_at = now + lifetime
         token, digests = new_token(kind)
-        session_id = uuid.uuid4()
         attestor = Attestor.of(self.ledger.keyring)
         seal = attestor.seal_grant(session_grant(
             token, session_id=session_id, person_id=person_id, kind=kind.value, epoch=epoch,
@@ -370,15 +431,15 @@ class Accounts(OneTimeLinks):
             "lookup": digests.lookup, "seal": seal, "seal_key": attestor.key_id,
             "session_id": session_id, "kind": kind.value, "details": sealed,
             "authenticated_at": authenticated, "expires_at": expires_at,
-            "idle": idle_seconds(idle), "person_id": person_id, "version": version,
-            "epoch": epoch, "via": via}
+            "idle": idle_seconds(idle), "person_id": person_id, "version": head,
+            "epoch": epoch, "via": via, **event}
 
         def resume(conn: Any) -> Any:  # a commit whose outcome was lost: was it stored?
             return conn.execute("SELECT authenticated_at, expires_at FROM account_sessions"
                                 " WHERE session_id = %s", (session_id,)).fetchone()
 
         row = self.ledger.database.autocommit(  # one statement: one round trip
-            lambda cur: cur.execute(ISSUE, params).fetchone(), resume=resume)
+            lambda cur: cur.execute(_ISSUE_LOGGED, params).fetchone(), resume=resume)
         if row is None:
             return None
         return IssuedToken(token=token, session_id=session_id, person_id=person_id,
@@ -399,7 +460,68 @@ class Accounts(OneTimeLinks):
                 authenticated_at=authenticated, last_used_at=used, expires_at=expires))
         return out
 
-    def _delete(self, where: str, params: tuple[Any, ...]) -> int:
-        query = f"DELETE FROM account_sessions WHERE {where}"  # noqa: S608 - fixed clauses
-        return self.ledger.database.transaction(
-            lambda conn: conn.execute(query, params).rowcount)
+    def _delete(self, where: str, params: tuple[Any, ...],
+                event: Callable[[uuid.UUID, int], dict[str, Any]] | None = None) -> int:
+        """Delete the sessions ``where`` says and, when any ended, write ``event`` (the
+        ``ev_*`` parameters it gives for their person and count) in the same transaction."""
+        query = (f"DELETE FROM account_sessions WHERE {where}"  # noqa: S608 - fixed clauses
+                 " RETURNING person_id")
+
+        def delete(conn: Any) -> int:
+            people = conn.execute(query, params).fetchall()
+            if people and event is not None:
+                conn.execute(INSERT_EVENT, event(people[0][0], len(people)))
+            return len(people)
+
+        return self.ledger.database.transaction(delete)
+
+    def _ended(self, scope: Scope, cause: str,
+               session_id: uuid.UUID | None = None) -> Callable[[uuid.UUID, int],
+                                                                dict[str, Any]]:
+        """The event of sessions ended by ``scope``: ``session_ended`` of one
+        (``session_id``), else ``sessions_ended`` with their count."""
+        def event(person: uuid.UUID, count: int) -> dict[str, Any]:
+            if session_id is not None:
+                return self.security_log.params(
+                    EventKind.SESSION_ENDED, person_id=person, session_id=session_id,
+                    actor=scope.actor, facts={"cause": cause})
+            return self.security_log.params(
+                EventKind.SESSIONS_ENDED, person_id=person, actor=scope.actor,
+                facts={"cause": cause, "count": count})
+        return event
+
+    def _refused(self, person: uuid.UUID, session_id: uuid.UUID, kind: str,
+                 cause: str) -> InvalidToken:
+        """Record that the token of a stored session or access token was refused; the
+        opaque error to raise."""
+        self.security_log.record(EventKind.TOKEN_REFUSED, person_id=person,
+                                 session_id=session_id, facts={"token": kind, "cause": cause})
+        return InvalidToken("invalid token")
+
+    def _login_failed(self, person: uuid.UUID | None, client: Client | None, method: str,
+                      cause: str, error: type[Exception] = LoginFailed) -> Exception:
+        """Record a failed login (about the person when the address is someone's; about
+        nobody, and nothing of the address, otherwise); the opaque error to raise."""
+        self.security_log.record(EventKind.LOGIN_FAILED, person_id=person, client=client,
+                                 facts={"method": method, "cause": cause})
+        return error(_LOGIN_FAILED if error is LoginFailed else "invalid token")
+
+    def _locked(self, conn: Any, person: uuid.UUID | None, scope: str) -> None:
+        """The throttle locked an account (``person``) or a client address (nobody's)."""
+        self.security_log.write(conn, EventKind.LOCKED, person_id=person, facts={
+            "scope": scope, "minutes": int(self.settings.lockout.total_seconds() // 60)})
+
+    # --- the security log -------------------------------------------------------------------
+
+    def events(self, scope: Scope, *, person_id: uuid.UUID | None = None,
+               kind: str | None = None, since: datetime | None = None,
+               until: datetime | None = None, after: int = 0,
+               limit: int = 100) -> EventPage:
+        """Security events, oldest first, by person, kind and time window (``since``
+        included, ``until`` not), ``limit`` a page from event ``after`` on. A person's
+        scope reads only their own events; a service's reads any. Client IP and user agent
+        are decrypted while the person's key exists."""
+        if scope.service is None:
+            person_id = self._person(scope, person_id)
+        return read_events(self.ledger, person_id=person_id, kind=kind, since=since,
+                           until=until, after=after, limit=limit)

@@ -21,7 +21,7 @@ from peoplelog.fields import (
     NormalisedEmail,
     normalise_email,
 )
-from peoplelog.ledger import Ledger
+from peoplelog.ledger import INSERT_EVENT, Ledger
 from peoplelog.schema import (
     EmailTaken,
     InvalidInput,
@@ -31,6 +31,7 @@ from peoplelog.schema import (
 )
 
 from ._codes import ISSUE_CODE, code_params, new_code
+from ._events import EventKind, SecurityLog
 from ._mail import Message, MessageTexts
 from ._policy import PasswordPolicy
 from ._scope import Scope
@@ -90,6 +91,7 @@ class OneTimeLinks:
     settings: AccountSettings
     texts: MessageTexts
     policy: PasswordPolicy
+    security_log: SecurityLog
 
     # --- requests -------------------------------------------------------------------------
 
@@ -163,10 +165,17 @@ class OneTimeLinks:
         token of the person. The password is checked before the link is used up."""
         self.policy.check(new_password)
         used = self._take(token, "reset")
-        self.ledger.update_person(used.person_id, password=new_password,
-                                  actor=f"person:{used.person_id}", reason="password reset")
-        self.ledger.database.transaction(  # the way back in while locked
-            lambda conn: Throttle.clear(conn, used.person_id))
+        actor = f"person:{used.person_id}"
+        version = self.ledger.update_person(used.person_id, password=new_password,
+                                            actor=actor, reason="password reset").version
+
+        def cleared(conn: Any) -> None:  # the way back in while locked
+            Throttle.clear(conn, used.person_id)
+            self.security_log.write(conn, EventKind.PASSWORD_CHANGED,
+                                    person_id=used.person_id, actor=actor,
+                                    facts={"version": version, "via": "reset"})
+
+        self.ledger.database.transaction(cleared)
         return used.person_id
 
     def confirm_email_change(self, token: str) -> uuid.UUID:
@@ -175,8 +184,11 @@ class OneTimeLinks:
         used = self._take(token, "change_email")
         assert used.new_email is not None
         email = self.ledger.decrypt_field(used.person_id, "email", used.new_email).decode()
-        self.ledger.update_person(used.person_id, email=email, verified=True,
-                                  actor=f"person:{used.person_id}", reason="email changed")
+        actor = f"person:{used.person_id}"
+        version = self.ledger.update_person(used.person_id, email=email, verified=True,
+                                            actor=actor, reason="email changed").version
+        self.security_log.record(EventKind.EMAIL_CHANGED, person_id=used.person_id,
+                                 actor=actor, facts={"version": version})
         return used.person_id
 
     # --- helpers ----------------------------------------------------------------------------
@@ -240,6 +252,8 @@ class OneTimeLinks:
             person, "email", new_email.display.encode())
         sent_to = BlindIndexes.of(self.ledger.keyring).active.digest(to)
         attestor = Attestor.of(self.ledger.keyring)
+        event = self.security_log.params(EventKind.LINK_ISSUED, person_id=person,
+                                         facts={"purpose": purpose})
 
         def issue(conn: Any) -> bool:
             row = conn.execute(_EPOCH, (person,)).fetchone()
@@ -255,6 +269,7 @@ class OneTimeLinks:
                 return False
             for blob in sealed:
                 conn.execute(_QUEUE, (uuid.uuid4(), person, blob))
+            conn.execute(INSERT_EVENT, event)
             return True
 
         self.ledger.database.transaction(issue)  # nothing queued when the address moved
@@ -270,6 +285,8 @@ class OneTimeLinks:
             sender=self.texts.sender).to_json())
         sent_to = BlindIndexes.of(self.ledger.keyring).active.digest(to)
         attestor = Attestor.of(self.ledger.keyring)
+        event = self.security_log.params(EventKind.LINK_ISSUED, person_id=person,
+                                         facts={"purpose": "login_code"})
 
         def issue(conn: Any) -> None:
             epoch = int(conn.execute(_EPOCH, (person,)).fetchone()[0])
@@ -277,34 +294,49 @@ class OneTimeLinks:
                                  expires_at=expires_at)
             if conn.execute(ISSUE_CODE, params).fetchone() is not None:
                 conn.execute(_QUEUE, (uuid.uuid4(), person, sealed))
+                conn.execute(INSERT_EVENT, event)
 
         self.ledger.database.transaction(issue)
 
     def _take(self, token: str, purpose: Purpose) -> _Used:
-        digests = token_digests(token, TokenKind.ONE_TIME)
+        try:
+            digests = token_digests(token, TokenKind.ONE_TIME)
+        except InvalidToken:
+            self.security_log.record(EventKind.TOKEN_REFUSED,
+                                     facts={"token": "link", "purpose": purpose})
+            raise
 
         checks = Attestations.of(self.ledger.keyring)
 
-        def take(conn: Any) -> _Used | None:
+        def take(conn: Any) -> _Used | uuid.UUID | None:
             row = conn.execute(_TAKE, (digests.lookup,)).fetchone()
-            if row is None or row[3] != purpose:
+            if row is None:
                 return None
-            seal, seal_key, person, _, new_email, epoch, sent_to, expires_at = row
+            seal, seal_key, person, found, new_email, epoch, sent_to, expires_at = row
+            if found != purpose:
+                return uuid.UUID(str(person))
             new_email = None if new_email is None else bytes(new_email)
             grant = link_grant(token, person_id=person, purpose=purpose,
                                sent_to=bytes(sent_to), epoch=epoch, new_email=new_email,
                                expires_at=expires_at)
             if not checks.holds_grant(seal_key, bytes(seal), grant):
-                return None
+                return uuid.UUID(str(person))
             conn.execute("DELETE FROM account_one_time WHERE lookup = %s", (digests.lookup,))
+            self.security_log.write(conn, EventKind.LINK_USED, person_id=person,
+                                    actor=f"person:{person}", facts={"purpose": purpose})
             return _Used(person, new_email, epoch)
 
         used = self.ledger.database.transaction(take)
-        if used is None:
+        if not isinstance(used, _Used):  # about the link's person when it named one
+            self.security_log.record(EventKind.TOKEN_REFUSED, person_id=used,
+                                     facts={"token": "link", "purpose": purpose})
             raise InvalidToken("invalid token")
         return used
 
     def _confirm(self, person: uuid.UUID) -> None:
         if self.ledger.get_person(person).verified_at is None:
-            self.ledger.update_person(person, verified=True, actor=f"person:{person}",
-                                      reason="email confirmed")
+            version = self.ledger.update_person(person, verified=True,
+                                                actor=f"person:{person}",
+                                                reason="email confirmed").version
+            self.security_log.record(EventKind.EMAIL_CONFIRMED, person_id=person,
+                                     actor=f"person:{person}", facts={"version": version})

@@ -65,8 +65,9 @@ WHERE s.lookup = %s AND s.epoch = coalesce(c.epoch, 0)
 TOUCH = "UPDATE account_sessions SET last_used_at = now() WHERE lookup = %s"
 
 EPOCH = ("SELECT coalesce((SELECT epoch FROM account_credentials WHERE person_id = %s), 0),"
-         " now()")
-"""A person's credential epoch (0 before any credential change) and the server's time."""
+         " now(), (SELECT version FROM people_latest WHERE person_id = %s)")
+"""A person's credential epoch (0 before any credential change), the server's time and
+the person's head version (None for nobody)."""
 
 LIST = """
 SELECT s.session_id, s.kind, s.details, s.created_at, s.authenticated_at, s.last_used_at,

@@ -9,6 +9,7 @@ transaction, its credential epoch moves and its sessions and links end."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -53,9 +54,12 @@ class Throttle:
     window: timedelta = timedelta(minutes=15)
     lockout: timedelta = timedelta(minutes=15)
 
-    def count(self, conn: Any, person_id: uuid.UUID | None, client: bytes | None) -> bool:
+    def count(self, conn: Any, person_id: uuid.UUID | None, client: bytes | None,
+              on_lock: Callable[[Any, uuid.UUID | None, str], None] | None = None) -> bool:
         """Count one attempt for the account (when known) and the client (when given);
-        False when either is locked or now passes its limit (the attempt must fail)."""
+        False when either is locked or now passes its limit (the attempt must fail).
+        ``on_lock`` hears of each lock this attempt sets (the person, or None for a client
+        address; ``"account"`` or ``"client"``), in the same transaction."""
         allowed = True
         keys: list[tuple[bytes, int, uuid.UUID | None]] = []
         if client is not None:
@@ -69,9 +73,13 @@ class Throttle:
                 allowed = False
             elif attempts > limit:
                 allowed = False
-                if conn.execute(_LOCK, (self.lockout, key)).rowcount and person is not None:
+                if not conn.execute(_LOCK, (self.lockout, key)).rowcount:
+                    continue
+                if person is not None:
                     for statement in _END_CREDENTIALS:  # a lockout ends every session
                         conn.execute(statement, {"p": person})
+                if on_lock is not None:
+                    on_lock(conn, person, "client" if person is None else "account")
         return allowed
 
     @staticmethod

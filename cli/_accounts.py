@@ -1,5 +1,6 @@
 """CLI commands of the accounts layer: ``account register|login``, ``session
-check|list|revoke|revoke-all``, ``token create|list|cleanup`` and ``mail send-pending``. Passwords
+check|list|revoke|revoke-all``, ``token create|list|cleanup``, ``mail send-pending``,
+``events`` and ``retire-events``. Passwords
 and tokens are read from stdin only, never from arguments; a token is printed once."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from ._audit import checkpoint_signer
 from ._common import (
     EXIT_OK,
     AddCommand,
@@ -271,6 +273,48 @@ def cmd_mail_send_pending(args: argparse.Namespace) -> tuple[Any, int]:
             f"{summary.pending} pending"), EXIT_OK
 
 
+def cmd_events(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.ledger import check_person_id, parse_timestamp  # noqa: PLC0415
+
+    person = None if args.person is None else check_person_id(args.person)
+    since = None if args.since is None else parse_timestamp(args.since, "--since")
+    until = None if args.until is None else parse_timestamp(args.until, "--until")
+    with _accounts() as accounts:
+        page = accounts.events(_service(args), person_id=person, kind=args.kind, since=since,
+                               until=until, after=args.after, limit=args.limit)
+    if wants_json(args):
+        return page.as_dict(), EXIT_OK
+    lines = [f"{'seq':>8} {'at':<32} {'kind':<16} {'person':<36} facts"]
+    for event in page.events:
+        facts = " ".join(f"{k}={v}" for k, v in (event.facts or {}).items())
+        lines.append(f"{event.seq:>8} {event.at.isoformat():<32} {event.kind:<16} "
+                     f"{event.person_id or '-'!s:<36} {facts}")
+    if page.next_after is not None:
+        lines.append(f"more: --after {page.next_after}")
+    return "\n".join(lines), EXIT_OK
+
+
+def cmd_retire_events(args: argparse.Namespace) -> tuple[Any, int]:
+    from peoplelog.fields import Attestations, Attestor  # noqa: PLC0415
+    from peoplelog.ledger import parse_timestamp  # noqa: PLC0415
+    from peoplelog.projections import retire_events  # noqa: PLC0415
+
+    before = parse_timestamp(args.before, "--before")
+    actor = default_actor(args.actor)
+    signer = checkpoint_signer()
+    with _accounts() as accounts:
+        keyring = accounts.ledger.keyring
+        summary = accounts.ledger.database.run(lambda conn: retire_events(
+            conn, Attestor.of(keyring), before, signer=signer,
+            writers=Attestations.of(keyring), actor=actor))
+    if wants_json(args):
+        return summary.as_dict(), EXIT_OK
+    if summary.event is None:
+        return "nothing to retire", EXIT_OK
+    return (f"retired {summary.retired} security event(s), numbers {summary.after + 1}.."
+            f"{summary.through} (recorded as event {summary.event})"), EXIT_OK
+
+
 def _duration(text: str) -> Any:
     from peoplelog.accounts import parse_duration  # noqa: PLC0415
 
@@ -379,6 +423,28 @@ def register(sub: Any, *, add: AddCommand) -> None:
             "peoplelog token cleanup --json")
     p.add_argument("--batch-size", type=int, metavar="N",
                    help="rows per transaction (default 25000)")
+
+    p = add(sub, "events", cmd_events,
+            "the security log: logins, lockouts, tokens issued, used and refused, sessions "
+            "ended, credential changes, cleanups; oldest first, a page at a time",
+            "peoplelog events --person PERSON_ID --kind login_failed "
+            "--since 2026-12-01T00:00:00Z --json")
+    p.add_argument("--person", metavar="PERSON_ID", help="only this person's events")
+    p.add_argument("--kind", help="only events of this kind (e.g. login, login_failed)")
+    p.add_argument("--since", metavar="TIME", help="from this time on (ISO 8601, with zone)")
+    p.add_argument("--until", metavar="TIME", help="before this time (ISO 8601, with zone)")
+    p.add_argument("--after", type=int, default=0, metavar="SEQ",
+                   help="the page after event SEQ (the previous page's next_after)")
+    p.add_argument("--limit", type=int, default=100, metavar="N",
+                   help="events per page (1-1000, default 100)")
+    p = add(sub, "retire-events", cmd_retire_events,
+            "delete the security events older than a time, after they are in a signed "
+            "checkpoint (never those that issued a live session); the retirement is itself "
+            "an event, and verify still checks what remains (needs the owner's login)",
+            "peoplelog retire-events --before 2026-06-01T00:00:00Z --json")
+    p.add_argument("--before", required=True, metavar="TIME",
+                   help="retire events older than this (ISO 8601, with zone)")
+    _actor(p)
 
     mail = add_group(sub, "mail", "deliver the mail outbox",
                      "PEOPLELOG_SMTP_URL=smtp://127.0.0.1:25 peoplelog mail send-pending",

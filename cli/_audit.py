@@ -117,6 +117,10 @@ def _verdict(report: AuditReport) -> str:
         lines.append(f"log: {plural(log.size, 'entry', 'entries')}, "
                      f"{plural(log.checkpoints, 'checkpoint')}, "
                      f"{plural(log.pending, 'version')} pending the next checkpoint{held}")
+        if log.events or log.events_pending:
+            lines.append(f"security log: {plural(log.events, 'event')} logged "
+                         f"({log.events_retired} retired), {log.events_pending} pending; "
+                         f"{plural(log.live_sessions, 'live session')} checked")
         if report.ok and log.latest_checkpoint:
             lines += ["checkpoint to keep:", log.latest_checkpoint.rstrip("\n")]
     return "\n".join(lines)
@@ -139,12 +143,18 @@ def cmd_checkpoint(args: argparse.Namespace) -> tuple[Any, int]:
         print(f"peoplelog: warning: {plural(result.refused, 'version')} refused: no valid seal "
               "of the writer key (written with the database login alone?); `peoplelog "
               "verify` lists them as unattested", file=sys.stderr)
+    if result.refused_events:
+        print(f"peoplelog: warning: {plural(result.refused_events, 'security event')} "
+              "refused: no valid seal of the writer key, or content that does not give its "
+              "CID; `peoplelog verify` lists them as unattested_event", file=sys.stderr)
     if not wants_json(args):
         return result.checkpoint.text.rstrip("\n"), EXIT_OK
     return {
         "size": result.checkpoint.size,
         "sequenced": result.sequenced,
         "refused": result.refused,
+        "events": result.events,
+        "refused_events": result.refused_events,
         "new": result.new,
         "checkpoint": result.checkpoint.text,
     }, EXIT_OK

@@ -29,6 +29,16 @@ if TYPE_CHECKING:
         record_of_envelope,
         version_cid,
     )
+    from ._events import (
+        EVENT_FORMAT,
+        EVENT_TYPE,
+        INSERT_EVENT,
+        EventKind,
+        SecurityEvent,
+        event_of_envelope,
+        event_params,
+        stored_event,
+    )
     from ._import._defaults import BATCH_SIZE, FIRST_BATCH, LANES
     from ._import._reading import ImportFile
     from ._import._summary import ImportSummary, RowError
@@ -62,7 +72,10 @@ __all__ = [
     "BATCH_SIZE",
     "CID_PREFIX",
     "ERASURE_TABLES",
+    "EVENT_FORMAT",
+    "EVENT_TYPE",
     "FIRST_BATCH",
+    "INSERT_EVENT",
     "LANES",
     "MAX_ACTOR",
     "MAX_NAME",
@@ -71,6 +84,7 @@ __all__ = [
     "REWRAP_BATCH",
     "CompactedTable",
     "Database",
+    "EventKind",
     "ImportFile",
     "ImportSummary",
     "KekEpoch",
@@ -80,6 +94,7 @@ __all__ = [
     "ReindexSummary",
     "RewrapSummary",
     "RowError",
+    "SecurityEvent",
     "Settings",
     "StoreInit",
     "canonical_json",
@@ -97,6 +112,8 @@ __all__ = [
     "envelope",
     "envelope_bytes",
     "envelope_text",
+    "event_of_envelope",
+    "event_params",
     "init_store",
     "kek_epochs",
     "parse_cid",
@@ -107,6 +124,7 @@ __all__ = [
     "retire_blind_key",
     "retire_kek",
     "rewrap_data_keys",
+    "stored_event",
     "version_cid",
 ]
 
@@ -115,6 +133,8 @@ _SOURCES = {
     "_cid": ("CID_PREFIX", "canonical_json", "cid_bytes", "cid_from_digest", "cid_of",
              "envelope", "envelope_bytes", "envelope_text", "parse_cid", "record_of_envelope",
              "version_cid"),
+    "_events": ("EVENT_FORMAT", "EVENT_TYPE", "INSERT_EVENT", "EventKind", "SecurityEvent",
+                "event_of_envelope", "event_params", "stored_event"),
     "_import._defaults": ("BATCH_SIZE", "FIRST_BATCH", "LANES"),
     "_import._reading": ("ImportFile",),
     "_import._summary": ("ImportSummary", "RowError"),

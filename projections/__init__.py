@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         VerifierKeys,
         parse_checkpoint,
     )
+    from ._events import ISSUED_KINDS, RetirementSummary, iter_event_findings, retire_events
     from ._export import EXPORT_FORMAT, export_ledger, verify_export
     from ._history import (
         ChangeEntry,
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXPORT_FORMAT",
+    "ISSUED_KINDS",
     "AuditReport",
     "ChangeEntry",
     "ChangesPage",
@@ -60,6 +62,7 @@ __all__ = [
     "LogReport",
     "ProjectionReport",
     "RebuildReport",
+    "RetirementSummary",
     "TrustedKey",
     "VerificationReport",
     "VerifierKey",
@@ -71,6 +74,7 @@ __all__ = [
     "diff_versions",
     "export_ledger",
     "history_with_values",
+    "iter_event_findings",
     "iter_findings",
     "iter_log_findings",
     "log_origin",
@@ -80,6 +84,7 @@ __all__ = [
     "person_as_of",
     "prove_inclusion",
     "rebuild_projections",
+    "retire_events",
     "stored_verifier_key",
     "verify_export",
     "verify_ledger",
@@ -90,6 +95,7 @@ _SOURCES = {
     "_audit": ("AuditReport", "audit_database"),
     "_checkpoint": ("Checkpoint", "CheckpointSigner", "TrustedKey", "VerifierKey",
                     "VerifierKeys", "parse_checkpoint"),
+    "_events": ("ISSUED_KINDS", "RetirementSummary", "iter_event_findings", "retire_events"),
     "_export": ("EXPORT_FORMAT", "export_ledger", "verify_export"),
     "_history": ("ChangeEntry", "ChangesPage", "FieldChange", "Forensics", "VersionDiff",
                  "changes", "diff_versions", "history_with_values", "person_as_of"),

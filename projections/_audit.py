@@ -16,6 +16,7 @@ import psycopg
 from pydantic import BaseModel
 
 from ._checkpoint import Checkpoint, TrustedKey
+from ._events import iter_event_findings
 from ._log import LogReport, iter_log_findings
 from ._stores import iter_store_findings
 from ._verify import Finding, Tally, iter_findings
@@ -50,9 +51,11 @@ def _log_worker(conninfo: str, held: Checkpoint | None, key: TrustedKey | None,
 
 def _log_and_stores(conn: Conn, held: Checkpoint | None, key: TrustedKey | None,
                     report: LogReport) -> Iterator[Finding]:
-    """The whole-ledger passes beside the chains: the log against the checkpoints, then the
-    tables a login trusts against the chains (both key-free)."""
+    """The whole-ledger passes beside the chains: the log against the checkpoints, the
+    security events against the log and the live sessions, then the tables a login trusts
+    against the chains (all key-free)."""
     yield from iter_log_findings(conn, held=held, key=key, report=report)
+    yield from iter_event_findings(conn, report)
     with conn.transaction():
         yield from iter_store_findings(conn)
 

@@ -86,6 +86,11 @@ class LogReport(BaseModel):
     consistent_with_held: bool | None = None
     latest_checkpoint: str | None = None
     key_source: str | None = None
+    events: int = 0
+    """Security events in the log (retired ones included)."""
+    events_pending: int = 0
+    events_retired: int = 0
+    live_sessions: int = 0
 
 
 def iter_log_findings(conn: Conn, *, held: Checkpoint | None = None,
@@ -149,20 +154,24 @@ def iter_log_findings(conn: Conn, *, held: Checkpoint | None = None,
                                f"no consistency proof from the held checkpoint ({held.size}) "
                                f"to the newest ({latest_size}): the log was rewritten")
     people = conn.execute("SELECT (SELECT count(*) FROM people)"
-                          " - (SELECT count(*) FROM log_refused)").fetchone()
+                          " - (SELECT count(*) FROM log_refused)"
+                          " + (SELECT count(*) FROM log_entries WHERE event IS NOT NULL)"
+                          ).fetchone()
     report.pending = max((int(people[0]) if people else 0) - tree.matched, 0)
     yield from _refused_findings(conn)
     report.latest_checkpoint = stored[-1][2] if stored else None
 
 
-_LOG_QUERY = """COPY (SELECT DISTINCT ON (l.position) l.position, l.person_id, l.version,
-                        l.cid, p.cid
+_LOG_QUERY = """COPY (SELECT DISTINCT ON (l.position) l.position, l.person_id,
+                        coalesce(l.version, -1), l.cid,
+                        CASE WHEN l.event IS NULL THEN p.cid ELSE l.cid END
                  FROM log_entries l
                  LEFT JOIN people p ON p.person_id = l.person_id AND p.version = l.version
                  ORDER BY l.position, p.cid = l.cid DESC) TO STDOUT (FORMAT binary)"""
 """Each log entry once, with the stored CID of its version: where a forged second row
 (a fork) shares the version, the row the log names is the one compared, so a fork is
-reported as a fork by the chain pass and not also as damage to the log."""
+reported as a fork by the chain pass and not also as damage to the log. A security event's
+entry (version -1 here) is only hashed: the events pass checks it against its event."""
 _PROGRESS_EVERY = 10_000
 AtSize = Callable[[int, bytes, bytes], Iterator[Finding]]
 

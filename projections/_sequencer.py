@@ -8,24 +8,28 @@ refused: it never reaches a signed checkpoint, and its refusal is recorded in
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
 from peoplelog.fields import Attestations
+from peoplelog.ledger import stored_event
 from peoplelog.schema import ChainBroken, InvalidInput
 
 from ._checkpoint import Checkpoint, CheckpointSigner, parse_checkpoint
 from ._log import log_origin
 from ._merkle import Frontier, cid_leaf, leaf_hash
 
-__all__ = ["REFUSED_UNATTESTED", "CheckpointResult", "make_checkpoint"]
+__all__ = ["REFUSED_CONTENT", "REFUSED_UNATTESTED", "CheckpointResult", "make_checkpoint"]
 
 Conn = psycopg.Connection[Any]
 _SEQUENCER_LOCK = 0x706C2D736571  # "pl-seq"
+_NIL = uuid.UUID(int=0)
 _CHUNK = 10_000
 REFUSED_UNATTESTED = "no valid seal of the application's writer key"
+REFUSED_CONTENT = "its content does not give its CID"
 
 _PENDING = """
 SELECT p.person_id, p.version, p.cid, p.writer_key, p.attestation
@@ -37,6 +41,14 @@ WHERE NOT EXISTS (SELECT 1 FROM log_entries l
                     AND r.cid = p.cid)
 ORDER BY p.seq, p.person_id, p.version
 """
+_PENDING_EVENTS = """
+SELECT e.seq, e.cid, e.writer_key, e.seal, e.id, e.kind, e.at, e.person_id, e.session_id,
+       e.actor, e.facts, e.detail
+FROM security_events e
+WHERE NOT EXISTS (SELECT 1 FROM log_entries l WHERE l.event = e.seq)
+  AND NOT EXISTS (SELECT 1 FROM security_events_refused r WHERE r.seq = e.seq)
+ORDER BY e.seq
+"""
 
 
 @dataclass
@@ -46,6 +58,10 @@ class CheckpointResult:
     new: bool
     refused: int = 0
     """Pending versions refused (no valid writer seal); recorded in ``log_refused``."""
+    events: int = 0
+    """Security events sequenced (they are among ``sequenced``)."""
+    refused_events: int = 0
+    """Security events refused (no valid seal, or content that does not give the CID)."""
 
 
 def make_checkpoint(conn: Conn, signer: CheckpointSigner, *,
@@ -70,8 +86,11 @@ def make_checkpoint(conn: Conn, signer: CheckpointSigner, *,
                 f"checkpoint covers {size}: run `peoplelog verify`"
             )
         inserted, refused = _sequence(conn, writers, frontier)
+        events, refused_events = _sequence_events(conn, writers, frontier)
+        inserted += events
         if inserted == 0 and latest is not None:
-            return CheckpointResult(parse_checkpoint(latest[2]), 0, new=False, refused=refused)
+            return CheckpointResult(parse_checkpoint(latest[2]), 0, new=False, refused=refused,
+                                    refused_events=refused_events)
         checkpoint = signer.sign(origin, frontier.size, frontier.root())
         conn.execute(
             "INSERT INTO checkpoints (size, root, frontier, note) VALUES (%s, %s, %s, %s)",
@@ -79,7 +98,8 @@ def make_checkpoint(conn: Conn, signer: CheckpointSigner, *,
         )
         conn.execute("UPDATE log_meta SET verifier_key = %s WHERE verifier_key IS DISTINCT"
                      " FROM %s", (str(signer.verifier), str(signer.verifier)))
-        return CheckpointResult(checkpoint, inserted, new=True, refused=refused)
+        return CheckpointResult(checkpoint, inserted, new=True, refused=refused,
+                                events=events, refused_events=refused_events)
 
 
 def _sequence(conn: Conn, writers: Attestations, frontier: Frontier) -> tuple[int, int]:
@@ -116,6 +136,55 @@ def _sequence(conn: Conn, writers: Attestations, frontier: Frontier) -> tuple[in
                 flush()
     flush()
     return inserted, refused
+
+
+def _sequence_events(conn: Conn, writers: Attestations,
+                     frontier: Frontier) -> tuple[int, int]:
+    """Then the pending security events, in the order they were numbered: an event gets a
+    position only when its content gives its CID and the CID carries the writer's seal."""
+    inserted = refused = 0
+    logged: list[tuple[Any, ...]] = []
+    rejected: list[tuple[Any, ...]] = []
+
+    def flush() -> None:
+        if logged:
+            conn.cursor().executemany(
+                "INSERT INTO log_entries (position, person_id, event, cid)"
+                " VALUES (%s, %s, %s, %s)", logged)
+            logged.clear()
+        if rejected:
+            conn.cursor().executemany(
+                "INSERT INTO security_events_refused (seq, cid, reason) VALUES (%s, %s, %s)",
+                rejected)
+            rejected.clear()
+
+    with conn.cursor(name="peoplelog_pending_events") as pending:
+        pending.itersize = _CHUNK
+        pending.execute(_PENDING_EVENTS)
+        for seq, cid, writer_key, seal, *content in pending:
+            reason = None
+            if not writers.holds(cid, writer_key, None if seal is None else bytes(seal)):
+                reason = REFUSED_UNATTESTED
+            elif not _gives_cid(content, cid):
+                reason = REFUSED_CONTENT
+            if reason is None:
+                logged.append((frontier.size, _NIL, seq, cid))
+                frontier.append(leaf_hash(cid_leaf(cid)))
+                inserted += 1
+            else:
+                rejected.append((seq, cid, reason))
+                refused += 1
+            if len(logged) + len(rejected) >= _CHUNK:
+                flush()
+    flush()
+    return inserted, refused
+
+
+def _gives_cid(content: list[Any], cid: str) -> bool:
+    try:
+        return stored_event(tuple(content)).cid() == cid
+    except (InvalidInput, ValueError, TypeError, OverflowError):
+        return False
 
 
 def _stored_frontier(latest: tuple[Any, ...], origin: str) -> Frontier:

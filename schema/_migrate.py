@@ -99,13 +99,22 @@ _APP_GRANTS: tuple[tuple[str, str], ...] = (
     ("account_one_time", "SELECT, INSERT, UPDATE, DELETE"),  # UPDATE: FOR UPDATE
     ("account_outbox", "SELECT, INSERT, UPDATE, DELETE"),
     ("account_throttle", "SELECT, INSERT, UPDATE, DELETE"),
+    ("security_events", "SELECT, INSERT"),
+    ("security_events_refused", "SELECT"),
+    ("security_event_retirements", "SELECT"),
 )
+_APP_SEQUENCES = ("people_seq_seq", "security_events_seq_seq")
 
 _AUDITOR_GRANTS = ("people", "log_entries", "checkpoints", "log_meta", "log_refused",
                    "people_latest", "peoplelog_key_versions", "peoplelog_claim_owners",
-                   "kek_epochs")
-"""What key-free ``verify`` reads: the ledger, the log, and the projections a login trusts,
-the last two through views without key material or keyed hashes."""
+                   "kek_epochs", "security_events", "security_events_refused",
+                   "security_event_retirements", "account_credentials")
+_AUDITOR_COLUMNS = (("account_sessions", "session_id, person_id, kind, epoch, created_at,"
+                     " expires_at, last_used_at, idle_seconds"),)
+"""What key-free ``verify`` reads: the ledger, the log (security events included), the
+projections a login trusts (through views without key material or keyed hashes), and of
+the sessions only what says whose they are and whether they are live: never their lookup
+digests, seals or client details."""
 
 
 def grant_auditor_role(conn: psycopg.Connection[Any], role: str) -> None:
@@ -117,6 +126,9 @@ def grant_auditor_role(conn: psycopg.Connection[Any], role: str) -> None:
         for table in _AUDITOR_GRANTS:
             conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(table),
                                                                     ident))
+        for table, columns in _AUDITOR_COLUMNS:
+            conn.execute(sql.SQL("GRANT SELECT (" + columns + ") ON {} TO {}").format(
+                sql.Identifier(table), ident))
 
 
 def _existing_role(conn: psycopg.Connection[Any], role: str) -> sql.Identifier:
@@ -148,11 +160,9 @@ def grant_app_role(conn: psycopg.Connection[Any], role: str) -> None:
                     sql.Identifier(table), ident
                 )
             )
-        conn.execute(
-            sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
-                sql.Identifier("people_seq_seq"), ident
-            )
-        )
+        for sequence in _APP_SEQUENCES:
+            conn.execute(sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
+                sql.Identifier(sequence), ident))
 
 
 def _current_schema(conn: psycopg.Connection[Any]) -> str:
