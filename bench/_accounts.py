@@ -11,6 +11,7 @@ from peoplelog.accounts import Accounts, AccountSettings, Scope, token_digests
 from peoplelog.fields import PasswordHasher
 
 from ._cases import Bench, Conn
+from ._fastapi_users import fastapi_users_check_latencies
 from ._measure import Result, interleave_chunks, median, percentile, say, seconds
 
 __all__ = ["bench_accounts"]
@@ -64,6 +65,16 @@ def _session_check(b: Bench, accounts: Accounts, conn: Conn, tokens: list[str]) 
         b.add(Result(f"session check p{pct} latency vs raw indexed SELECT",
                      percentile(ours_us, pct), percentile(raw_us, pct), 1.2, False, "us",
                      note=note))
+    assert b.app_url is not None
+    peer_us = fastapi_users_check_latencies(b.app_url, count)
+    if peer_us is None:
+        say("  fastapi-users is not installed (pip install -e '.[bench]'): no peer ratio")
+        return
+    b.add(Result("session check p50 latency vs fastapi-users' database strategy",
+                 percentile(ours_us, 50), percentile(peer_us, 50), 0.2, False, "us",
+                 note="fastapi-users 15 (DatabaseStrategy.read_token with its SQLAlchemy"
+                      " access-token and user databases on asyncpg, a pooled session per"
+                      " check, as a request does); target: at least 5x faster"))
 
 
 def _login(b: Bench, accounts: Accounts, conn: Conn, emails: list[str]) -> None:

@@ -75,6 +75,9 @@ printf '%s\n' "$second" | pl session check || echo "   exit code $? (session end
 printf 'another horse battery staple\n' | pl account login --email linus@example.org \
    --password-stdin > /dev/null && echo "-- the new password logs in"
 pl person history "$linus"
+echo "-- the security log: every login, failure, link and session ended (IP and user agent"
+echo "   encrypted under Linus's key; the failed login of nobody@ names nobody)"
+pl events --person "$linus"
 
 echo; echo "== the auditor: a signed checkpoint kept outside the database"
 AUDIT="$PEOPLELOG_HOME/auditor"; mkdir -p "$AUDIT"
