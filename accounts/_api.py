@@ -279,7 +279,7 @@ class Accounts(OneTimeLinks):
         if row is None or row[4] != digests.kind:
             raise InvalidToken("invalid token")
         (seal, seal_key, session_id, person_id, found_kind, epoch, authenticated_at,
-         last_used_at, expires_at, idle, now) = row
+         last_used_at, expires_at, idle, now, head) = row
         grant = session_grant(token, session_id=session_id, person_id=person_id,
                               kind=found_kind, epoch=epoch, authenticated_at=authenticated_at,
                               expires_at=expires_at)
@@ -293,7 +293,7 @@ class Accounts(OneTimeLinks):
                 lambda conn: conn.execute(TOUCH, (digests.lookup,)))
         return Scope(kind=found_kind, person_id=person_id, session_id=session_id,
                      authenticated_at=authenticated_at, expires_at=expires_at,
-                     sudo_window=self.settings.sudo_window, epoch=epoch)
+                     sudo_window=self.settings.sudo_window, epoch=epoch, head=head)
 
     # --- sessions ---------------------------------------------------------------------------
 
@@ -350,6 +350,7 @@ class Accounts(OneTimeLinks):
                              lifetime, idle=None, epoch=scope.epoch,
                              authenticated_at=scope.authenticated_at,
                              via=None if scope.service is not None else scope.session_id,
+                             head=scope.head if scope.person_id == person else None,
                              event=EventKind.TOKEN_ISSUED, actor=scope.actor,
                              facts={"days": lifetime.days})
         if issued is None:
@@ -388,14 +389,16 @@ class Accounts(OneTimeLinks):
                facts: dict[str, str | int | bool | None], client: Client | None = None,
                actor: str | None = None, version: int | None = None,
                epoch: int | None = None, authenticated_at: datetime | None = None,
-               via: uuid.UUID | None = None) -> IssuedToken | None:
+               via: uuid.UUID | None = None, head: int | None = None) -> IssuedToken | None:
         """Issue a sealed session or token under ``epoch`` (default: the person's epoch
-        now) at the head ``version`` (default: the head now; tried again if it moves
-        meanwhile), only while both are still the person's (see ``ISSUE``), with the
-        ``event`` that issued it (its facts name the kind and the head); None otherwise."""
+        now) at the head ``version`` (default: ``head``, a hint, or the head now; tried
+        again if it moves meanwhile), only while both are still the person's (see
+        ``ISSUE``), with the ``event`` that issued it (its facts name the kind and the
+        head); None otherwise."""
         sealed = self.ledger.encrypt_field(person_id, "client", details)
+        hint = head
         for _ in range(1 if version is not None else 3):
-            head, current = version, epoch
+            head, current, hint = version if version is not None else hint, epoch, None
             if head is None or current is None:
                 found = self.ledger.database.fetch_one(EPOCH, (person_id, person_id))
                 if found is None or found[2] is None:

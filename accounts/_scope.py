@@ -31,6 +31,9 @@ class Scope:
     sudo_window: timedelta = timedelta(minutes=20)
     epoch: int | None = None
     """The person's credential epoch the session or token was issued under."""
+    head: int | None = None
+    """The person's head version when the token was checked (a hint for what is issued
+    through this scope; checked again when it is)."""
 
     @classmethod
     def for_service(cls, name: str) -> Scope:

@@ -54,13 +54,15 @@ live (a token made from a session); else nothing."""
 
 CHECK = """
 SELECT s.seal, s.seal_key, s.session_id, s.person_id, s.kind, s.epoch, s.authenticated_at,
-       s.last_used_at, s.expires_at, s.idle_seconds, now()
+       s.last_used_at, s.expires_at, s.idle_seconds, now(), l.version
 FROM account_sessions AS s
 LEFT JOIN account_credentials AS c ON c.person_id = s.person_id
+LEFT JOIN people_latest AS l ON l.person_id = s.person_id
 WHERE s.lookup = %s AND s.epoch = coalesce(c.epoch, 0)
 """
 """One indexed lookup: the row of a token whose epoch is still its person's, with its seal
-(checked against the token and the row's columns)."""
+(checked against the token and the row's columns), and the person's head version (what a
+token issued through the scope names in its event)."""
 
 TOUCH = "UPDATE account_sessions SET last_used_at = now() WHERE lookup = %s"
 

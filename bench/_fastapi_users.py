@@ -59,11 +59,11 @@ async def _latencies(url: str, count: int) -> list[float]:
     class Base(DeclarativeBase):
         pass
 
-    class User(SQLAlchemyBaseUserTableUUID, Base):
-        __tablename__ = "fu_user"
+    class User(SQLAlchemyBaseUserTableUUID, Base):  # tables "user" and "accesstoken"
+        pass
 
     class AccessToken(SQLAlchemyBaseAccessTokenTableUUID, Base):
-        __tablename__ = "fu_accesstoken"
+        pass
 
     class UserManager(UUIDIDMixin, BaseUserManager[Any, uuid.UUID]):
         reset_password_token_secret = "bench"  # noqa: S105 - unused by a token check
