@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import email
 import re
 import socket
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,6 +29,7 @@ from peoplelog.accounts import (
     Client,
     FileMailer,
     MessageTexts,
+    Scope,
     SmtpMailer,
     mailer_from_url,
 )
@@ -317,10 +320,13 @@ def test_guessing_locks_the_account_and_a_reset_link_still_gets_the_person_in(
             return True
 
         with ThreadPoolExecutor(max_workers=16) as pool:  # guesses from many addresses
-            assert not any(pool.map(guess, range(40)))
+            assert not any(pool.map(guess, range(1000)))
         row = conn.execute("SELECT attempts, locked_until > now() FROM account_throttle"
                            " WHERE key = %s", (b"p" + person.bytes,)).fetchone()
-        assert row is not None and row[0] == 40 and row[1]
+        assert row is not None and row[0] == 1000 and row[1]
+        locked = accounts.events(Scope.for_service("test"), person_id=person,
+                                 kind="locked").events
+        assert len(locked) == 1  # locked once, at the limit; the rest counted against it
         with pytest.raises(LoginFailed):  # locked: even the right password is refused
             accounts.login(address, PASSWORD)
         with pytest.raises(InvalidToken):  # the lockout ended the person's sessions
@@ -329,6 +335,41 @@ def test_guessing_locks_the_account_and_a_reset_link_still_gets_the_person_in(
         accounts.send_pending(mailer)
         accounts.reset_password(inbox.token_for(address), NEW_PASSWORD)
         assert accounts.login(address, NEW_PASSWORD).person_id == person
+
+
+def test_no_session_survives_a_reset_by_link_racing_eight_logins(
+        accounts: Accounts, smtp: tuple[Inbox, SmtpMailer]) -> None:
+    inbox, mailer = smtp
+    person, address = _member(accounts, "raced")
+    accounts.request_password_reset(address)
+    accounts.send_pending(mailer)
+    token = inbox.token_for(address)
+    issued: list[str] = []
+    errors: list[BaseException] = []
+    reset = threading.Event()
+
+    def log_in() -> None:
+        try:
+            while not reset.is_set():
+                with contextlib.suppress(LoginFailed):
+                    issued.append(accounts.login(address, PASSWORD).token)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=log_in) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    accounts.reset_password(token, NEW_PASSWORD)
+    reset.set()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert issued, "no login got through before the reset"
+    for old in issued:
+        with pytest.raises(InvalidToken):
+            accounts.check(old)
+    assert accounts.login(address, NEW_PASSWORD).person_id == person
 
 
 def test_one_client_address_is_limited_across_accounts(database_url: str,
