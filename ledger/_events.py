@@ -16,6 +16,7 @@ key (as it seals versions); the sequencer logs only sealed events.
 from __future__ import annotations
 
 import base64
+import json
 import re
 import uuid
 from collections.abc import Mapping
@@ -152,7 +153,35 @@ class SecurityEvent:
         }
 
     def cid(self) -> str:
-        return cid_of(canonical_json(self.envelope()))
+        return cid_of(_canonical(self.envelope()))
+
+
+def _plain(value: Any) -> bool:
+    """A JSON value whose ``json.dumps`` text is already its RFC 8785 text: null, a
+    boolean, an integer within ±2^53, a string, or a flat object of those."""
+    if value is None or isinstance(value, bool | str):
+        return True
+    if isinstance(value, int):
+        return -(2**53) < value < 2**53
+    return False
+
+
+def _canonical(document: dict[str, Any]) -> bytes:
+    """RFC 8785 bytes of an envelope: sorted, compact ``json.dumps`` where that is the
+    same text (every envelope peoplelog writes: ASCII names, strings, small integers,
+    booleans, null), the full canonicaliser otherwise (a float, a nested object, a lone
+    surrogate read back from a damaged row)."""
+    facts = document.get("facts")
+    if all(_plain(v) for k, v in document.items() if k != "facts") and (
+            facts is None or (isinstance(facts, dict)
+                              and all(isinstance(k, str) and k.isascii() and _plain(v)
+                                      for k, v in facts.items()))):
+        try:
+            return json.dumps(document, sort_keys=True, separators=(",", ":"),
+                              ensure_ascii=False).encode()
+        except UnicodeEncodeError:
+            pass
+    return canonical_json(document)
 
 
 def _uuid_or_none(value: Any, name: str) -> uuid.UUID | None:

@@ -20,7 +20,7 @@ from conftest import Cli, create_database, drop_database
 
 from peoplelog.accounts import Accounts, AccountSettings, Client, EventKind, Scope
 from peoplelog.fields import Attestations, Attestor, KeyPurpose, Keyring
-from peoplelog.ledger import Database, Ledger, SecurityEvent
+from peoplelog.ledger import Database, Ledger, SecurityEvent, canonical_json, cid_of
 from peoplelog.projections import (
     AuditReport,
     CheckpointSigner,
@@ -422,3 +422,22 @@ def test_the_cli_lists_and_retires_events(cli: Cli, ledger: Ledger) -> None:
     assert retired.json["retired"] >= 1  # the failure; the login issued a live session
     verified = cli("verify", "--json")
     assert verified.code == 0, verified.stdout
+
+
+@pytest.mark.parametrize("facts", [
+    None, {}, {"a": 1, "b": "x", "c": True, "d": None}, {"big": 2**53 - 1, "neg": -(2**53) + 1},
+    {"text": "é\u2028\"\\\n\t\x01/"}, {"float": 1.5}, {"nested": {"z": 1, "a": [1, 2]}},
+    {"huge": 2**60}, {"surrogate": "\ud800"},
+])
+def test_an_event_cid_is_the_rfc8785_hash_of_its_envelope(facts: dict[str, Any] | None
+                                                          ) -> None:
+    event = SecurityEvent(kind="login", at=1_796_000_000_123_456, id=uuid.UUID(int=7),
+                          person_id=uuid.UUID(int=9), actor="person:é", facts=facts,
+                          detail=b"\x00\xff")
+    try:
+        expected = cid_of(canonical_json(event.envelope()))
+    except InvalidInput:
+        with pytest.raises(InvalidInput):
+            event.cid()
+        return
+    assert event.cid() == expected
