@@ -21,7 +21,7 @@ import secrets
 import struct
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from peoplelog.schema import InvalidToken
@@ -66,7 +66,8 @@ def _digests(kind: TokenKind, text: str) -> TokenDigests:
 
 
 def _micros(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+    delta = moment - _EPOCH  # exact, and without timedelta's slow floor division
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 def session_grant(token: str, *, session_id: uuid.UUID, person_id: uuid.UUID, kind: str,
