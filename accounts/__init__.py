@@ -1,5 +1,5 @@
-"""Who may act and how that is proven: sign-up, login, sessions, personal access tokens and
-scopes, on the ledger (``peoplelog.accounts``).
+"""Who may act and how that is proven: sign-up, login, sessions, personal access tokens,
+service API keys and scopes, on the ledger (``peoplelog.accounts``).
 
 Names are loaded on first use (PEP 562): importing the package costs nothing until
 one of them is asked for."""
@@ -12,6 +12,7 @@ from peoplelog.schema.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._api import Accounts
+    from ._api_keys import ApiKeyInfo, IssuedApiKey
     from ._cleanup import CLEANUP_BATCH, CleanupSummary
     from ._events import EventInfo, EventKind, EventPage
     from ._links import LINK_PATHS
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     )
     from ._outbox import OutboxSummary
     from ._policy import PasswordPolicy
-    from ._scope import Scope
+    from ._scope import PERMISSIONS, Scope
     from ._sessions import Client, IssuedToken, SessionInfo
     from ._settings import AccountSettings, parse_duration
     from ._tokens import TOKEN_BYTES, TokenDigests, TokenKind, new_token, token_digests
@@ -34,9 +35,11 @@ if TYPE_CHECKING:
 __all__ = [
     "CLEANUP_BATCH",
     "LINK_PATHS",
+    "PERMISSIONS",
     "TOKEN_BYTES",
     "AccountSettings",
     "Accounts",
+    "ApiKeyInfo",
     "CleanupSummary",
     "Client",
     "ConsoleMailer",
@@ -44,6 +47,7 @@ __all__ = [
     "EventKind",
     "EventPage",
     "FileMailer",
+    "IssuedApiKey",
     "IssuedToken",
     "Mailer",
     "Message",
@@ -63,6 +67,7 @@ __all__ = [
 
 _SOURCES = {
     "_api": ("Accounts",),
+    "_api_keys": ("ApiKeyInfo", "IssuedApiKey"),
     "_cleanup": ("CLEANUP_BATCH", "CleanupSummary"),
     "_events": ("EventInfo", "EventKind", "EventPage"),
     "_links": ("LINK_PATHS",),
@@ -70,7 +75,7 @@ _SOURCES = {
               "mailer_from_url"),
     "_outbox": ("OutboxSummary",),
     "_policy": ("PasswordPolicy",),
-    "_scope": ("Scope",),
+    "_scope": ("PERMISSIONS", "Scope"),
     "_sessions": ("Client", "IssuedToken", "SessionInfo"),
     "_settings": ("AccountSettings", "parse_duration"),
     "_tokens": ("TOKEN_BYTES", "TokenDigests", "TokenKind", "new_token", "token_digests"),

@@ -27,6 +27,7 @@ from peoplelog.schema import (
     VersionConflict,
 )
 
+from ._api_keys import ApiKeys
 from ._cleanup import CLEANUP_BATCH, CleanupSummary, clean_up
 from ._codes import CODE_DIGITS, take_code
 from ._events import EventKind, EventPage, SecurityLog, insert_event_from, read_events
@@ -51,7 +52,7 @@ from ._sessions import (
 )
 from ._settings import AccountSettings
 from ._throttle import Throttle
-from ._tokens import TokenKind, new_token, session_grant, token_digests
+from ._tokens import API_KEY_PREFIX, TokenKind, new_token, session_grant, token_digests
 
 __all__ = ["Accounts"]
 
@@ -61,15 +62,19 @@ _ISSUE_LOGGED = ("WITH issued AS (" + ISSUE.strip() + "), logged AS ("  # noqa: 
                  " FROM issued")
 """Issue a session or token and write the event that issued it, in one statement: the
 event exists exactly when the session does (``verify`` checks every live one has it)."""
+_CHECKED = frozenset({TokenKind.SESSION, TokenKind.ACCESS_TOKEN})
+"""The kinds ``check`` takes (an API key is ``check_api_key``'s, a link ``use_*``'s)."""
 
 
-class Accounts(OneTimeLinks):
+class Accounts(OneTimeLinks, ApiKeys):
     """The account lifecycle over a ``Ledger`` (which it owns: closing one closes both).
 
     Sessions and personal access tokens are bearer tokens (``pls1_…``, ``plp1_…``) shown
-    once; ``check`` turns one into the ``Scope`` it stands for. A password or email
-    change, a reset, an erasure (whatever writes it) ends every session and token of the
-    person in the same transaction (the credential epoch, migration 014).
+    once; ``check`` turns one into the ``Scope`` it stands for. A backend service's API
+    key (``plk1_…``, ``create_api_key``) is never one of them: ``check_api_key`` takes it.
+    A password or email change, a reset, an erasure (whatever writes it) ends every
+    session and token of the person in the same transaction (the credential epoch,
+    migration 014).
 
     >>> accounts = Accounts.open()                                    # doctest: +SKIP
     >>> person = accounts.register("ada@example.org", password="correct horse battery")
@@ -275,6 +280,8 @@ class Accounts(OneTimeLinks):
         ``InvalidToken`` for any bad token: wrong, malformed, expired, idle too long,
         revoked, ended by a credential change, or of another kind."""
         digests = token_digests(token, kind)
+        if digests.kind not in _CHECKED:
+            raise InvalidToken("invalid token")
         row = self.ledger.database.fetch_one(CHECK, (digests.lookup,))
         if row is None or row[4] != digests.kind:
             raise InvalidToken("invalid token")
@@ -294,6 +301,21 @@ class Accounts(OneTimeLinks):
         return Scope(kind=found_kind, person_id=person_id, session_id=session_id,
                      authenticated_at=authenticated_at, expires_at=expires_at,
                      sudo_window=self.settings.sudo_window, epoch=epoch, head=head)
+
+    def check_bearer(self, token: str) -> Scope:
+        """The ``Scope`` of any bearer token a caller may present: a service's API key
+        (``check_api_key``), or a person's session or access token (``check``).
+        ``InvalidToken`` for anything else."""
+        if isinstance(token, str) and token.startswith(API_KEY_PREFIX):
+            return self.check_api_key(token)
+        return self.check(token)
+
+    def log_out(self, scope: Scope) -> None:
+        """End the session (or access token) the scope stands for (a logout)."""
+        if scope.session_id is None:
+            raise InvalidInput("an API key is no session: revoke it with revoke_api_key")
+        self._delete("session_id = %s", (scope.session_id,),
+                     self._ended(scope, "logout", scope.session_id))
 
     # --- sessions ---------------------------------------------------------------------------
 

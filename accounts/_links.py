@@ -7,6 +7,7 @@ mail is queued for an address nobody has."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -26,8 +27,10 @@ from peoplelog.schema import (
     EmailTaken,
     InvalidInput,
     InvalidToken,
+    LoginFailed,
     NotPermitted,
     PersonNotFound,
+    RateLimited,
 )
 
 from ._codes import ISSUE_CODE, code_params, new_code
@@ -35,8 +38,9 @@ from ._events import EventKind, SecurityLog
 from ._mail import Message, MessageTexts
 from ._policy import PasswordPolicy
 from ._scope import Scope
+from ._sessions import Client, client_address
 from ._settings import AccountSettings
-from ._throttle import Throttle
+from ._throttle import Throttle, count_request
 from ._tokens import TokenKind, link_grant, new_token, token_digests
 
 __all__ = ["LINK_PATHS", "OneTimeLinks", "Purpose"]
@@ -94,6 +98,76 @@ class OneTimeLinks:
     security_log: SecurityLog
 
     # --- requests -------------------------------------------------------------------------
+
+    def sign_up(self, email: str, password: str, *, name: str | None = None) -> None:
+        """Register ``email`` for someone not logged in, without telling whether it is
+        already registered: a new person is mailed a confirmation link; the owner of a
+        taken address is mailed a notice with a reset link instead. The same answer (None)
+        after the same argon2id work, no sooner than ``request_floor``. Bad input (the
+        address's form, a weak password) is ``InvalidInput``, which tells nothing."""
+        normalised = normalise_email(email)
+        local = normalised.display.split("@")[0]
+        self.policy.check(password, (local, name or ""))
+        started = time.monotonic()
+        try:
+            try:
+                person = self.ledger.create_person(
+                    email=normalised.display, name=local if name is None else name,
+                    password=password, reason="registered").person_id
+            except EmailTaken:
+                try:
+                    owner = self.ledger.find_person(normalised.display)
+                except PersonNotFound:  # erased or moved meanwhile: nobody to tell
+                    return
+                self._send_link(owner, normalised, "reset", texts="account_exists")
+                return
+            self._send_link(person, normalised, "confirm")
+        finally:
+            rest = self.settings.request_floor.total_seconds() - (time.monotonic() - started)
+            if rest > 0:
+                time.sleep(rest)
+
+    def erase_account(self, scope: Scope, password: str) -> None:
+        """The person erases their own account (crypto-shredding, ``Ledger.erase_person``):
+        needs a fresh login (``scope.sudo()``) and the current password; every session
+        ends with it. ``LoginFailed`` for a wrong password."""
+        person = self._acting_person(scope)
+        if not scope.sudo():
+            raise NotPermitted("erasing the account needs a fresh login")
+        email = self.ledger.get_person(person).email
+        match = None if email is None else self.ledger.check_password(email, password)
+        if match is None or match.person_id != person:
+            raise LoginFailed("invalid email or password")
+        self.ledger.erase_person(person, actor=scope.actor, reason="erased by the person")
+
+    def allow_request(self, action: str, *, client: Client | None = None,
+                      email: str | None = None) -> None:
+        """Count one unauthenticated request (``action``: ``sign_up``, ``login``, ``link``…)
+        for the client address and for the address it names, in the PostgreSQL counters
+        the login throttle uses (so every server process agrees); ``RateLimited`` past
+        ``requests_per_client`` or ``requests_per_address`` within ``login_window``. Keys
+        are keyed digests: an address is counted whether or not it is registered."""
+        indexes = BlindIndexes.of(self.ledger.keyring).active
+        label = b"r" + action.encode()[:32] + b"\x00"
+        keys: list[tuple[bytes, int]] = []
+        address = client_address(client)
+        if address is not None:
+            keys.append((label + b"c" + indexes.client_address_digest(address),
+                         self.settings.requests_per_client))
+        if email is not None:
+            with contextlib.suppress(InvalidInput):  # the request answers for a bad address
+                keys.append((label + b"e" + indexes.digest(normalise_email(email)),
+                             self.settings.requests_per_address))
+        if not keys:
+            return
+        window = self.settings.login_window
+
+        def count(conn: Any) -> bool:
+            return all([count_request(conn, key, window) <= limit
+                        for key, limit in sorted(keys)])
+
+        if not self.ledger.database.transaction(count):
+            raise RateLimited("too many requests: try again later")
 
     def request_login_link(self, email: str) -> None:
         """Mail a sign-in link (``login_link_lifetime``) to ``email`` if a person has it;
@@ -235,14 +309,15 @@ class OneTimeLinks:
 
     def _send_link(self, person: uuid.UUID, to: NormalisedEmail, purpose: Purpose, *,
                    new_email: NormalisedEmail | None = None,
-                   extra: Message | None = None) -> None:
+                   extra: Message | None = None, texts: str | None = None) -> None:
         token, digests = new_token(TokenKind.ONE_TIME)
         lifetime = self._lifetime(purpose)
         expires_at = datetime.now(UTC) + lifetime
         link = f"{self.settings.base_url}{LINK_PATHS[purpose]}?token={quote(token)}"
         minutes = int(lifetime.total_seconds() // 60)
-        subject = getattr(self.texts, f"{purpose}_subject")
-        body = getattr(self.texts, f"{purpose}_body").format(link=link, minutes=minutes)
+        subject = getattr(self.texts, f"{texts or purpose}_subject")
+        body = getattr(self.texts, f"{texts or purpose}_body").format(link=link,
+                                                                     minutes=minutes)
         recipient = new_email.display if new_email is not None else to.display
         messages = [Message(to=recipient, subject=subject, body=body, sender=self.texts.sender)]
         if extra is not None:

@@ -32,6 +32,11 @@ class Message:
     to: str
     subject: str
     body: str
+    account_exists_subject: str = "Someone tried to sign up with your address"
+    account_exists_body: str = ("Someone tried to create an account with this address, which "
+                                "already has one. If it was you, sign in, or reset your "
+                                "password here:\n\n{link}\n\nIf it was not you, ignore this "
+                                "message.\n")
     sender: str = "peoplelog <no-reply@localhost>"
 
     def __repr__(self) -> str:
@@ -88,6 +93,11 @@ class MessageTexts:
                                      "address. It changes only when the link sent to the new "
                                      "address is used. If this was not you, reset your "
                                      "password.\n")
+    account_exists_subject: str = "Someone tried to sign up with your address"
+    account_exists_body: str = ("Someone tried to create an account with this address, which "
+                                "already has one. If it was you, sign in, or reset your "
+                                "password here:\n\n{link}\n\nIf it was not you, ignore this "
+                                "message.\n")
     sender: str = "peoplelog <no-reply@localhost>"
 
     def __post_init__(self) -> None:

@@ -13,9 +13,10 @@ from peoplelog.schema import InvalidInput
 
 __all__ = ["PasswordPolicy"]
 
-_ZXCVBN_LIMIT = 100
+_ZXCVBN_LIMIT = 72
 """zxcvbn's time grows with the length: beyond this many characters only the first are
-scored (a password that long is strong enough on length alone)."""
+scored (a password that long is strong enough on length alone). zxcvbn 4.5 refuses longer
+input outright (a ValueError), so this is also its limit."""
 
 
 class PasswordPolicy:

@@ -64,6 +64,11 @@ class AccountSettings:
     login_attempts_per_client: int = 100
     """Login attempts per client address within ``login_window``, whatever the account."""
     login_window: timedelta = timedelta(minutes=15)
+    requests_per_client: int = 60
+    """Unauthenticated requests of one kind (sign-up, login, link, reset) per client address
+    within ``login_window`` (``Accounts.allow_request``; the HTTP service answers 429)."""
+    requests_per_address: int = 10
+    """Such requests naming one email address within ``login_window``, registered or not."""
     lockout: timedelta = timedelta(minutes=15)
     min_password_length: int = 12
     """Passwords are at least this long (and at most 1024 characters)."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-__all__ = ["Throttle", "account_key", "client_key"]
+__all__ = ["Throttle", "account_key", "client_key", "count_request"]
 
 _COUNT = """
 INSERT INTO account_throttle AS t (key, attempts, window_start) VALUES (%(key)s, 1, now())
@@ -34,6 +34,12 @@ _END_CREDENTIALS = (
     "DELETE FROM account_sessions WHERE person_id = %(p)s",
     "DELETE FROM account_one_time WHERE person_id = %(p)s",
 )
+
+
+def count_request(conn: Any, key: bytes, window: timedelta) -> int:
+    """Count one request under ``key`` (a label and a keyed digest, never plaintext) in the
+    same counters as login attempts; the number counted in the current window."""
+    return int(conn.execute(_COUNT, {"key": key, "window": window}).fetchone()[0])
 
 
 def account_key(person_id: uuid.UUID) -> bytes:

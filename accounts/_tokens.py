@@ -2,14 +2,15 @@
 only as two SHA-256 digests. The one implementation of the token format.
 
 A token's text is its kind's prefix (``pls1_`` a session, ``plp1_`` a personal access
-token, ``plo1_`` a one-time link) and its 32 bytes in unpadded base64url. Stored:
+token, ``plo1_`` a one-time link, ``plk1_`` a service's API key) and its 32 bytes in
+unpadded base64url; a token of one kind is never accepted as another. Stored:
 ``lookup``, 16 bytes of SHA-256 over a label and the whole text (the indexed key), and a
 ``seal``: HMAC-SHA256 under the keyring's writer key (``fields.GRANT_LABEL``) over the
-text and every column that says whom the row lets in, how and until when (the
-``*_grant`` messages below), compared in constant time. The lookup reveals nothing of the
-token; the seal cannot be made without the keyring, so the database login alone can
-neither mint a token nor move one to another person, extend it or bring it back after a
-credential change.
+text and every column that says whom the row lets in, how and until when, or what it
+permits (the ``*_grant`` messages below), compared in constant time. The lookup reveals
+nothing of the token; the seal cannot be made without the keyring, so the database login
+alone can neither mint a token nor move one to another person, extend it, widen an API
+key's permissions or bring a token back after a credential change.
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ import hashlib
 import secrets
 import struct
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
 from peoplelog.schema import InvalidToken
 
-__all__ = ["TOKEN_BYTES", "TokenDigests", "TokenKind", "link_grant", "new_token",
-           "session_grant", "token_digests"]
+__all__ = ["API_KEY_PREFIX", "TOKEN_BYTES", "TokenDigests", "TokenKind", "api_key_grant",
+           "link_grant", "new_token", "session_grant", "token_digests"]
 
 TOKEN_BYTES = 32
 _LOOKUP_LABEL = b"peoplelog/token-lookup/1\x00"
@@ -43,11 +45,14 @@ class TokenKind(StrEnum):
     ACCESS_TOKEN = "access_token"  # noqa: S105 - a kind's name
     ONE_TIME = "one_time"
     """A link's token: a login, an email confirmation, a password reset, an email change."""
+    API_KEY = "api_key"
+    """A backend service's key (``account_api_keys``): a name and its permissions."""
 
 
 _PREFIXES = {TokenKind.SESSION: "pls1_", TokenKind.ACCESS_TOKEN: "plp1_",
-             TokenKind.ONE_TIME: "plo1_"}
+             TokenKind.ONE_TIME: "plo1_", TokenKind.API_KEY: "plk1_"}
 _KINDS = {prefix: kind for kind, prefix in _PREFIXES.items()}
+API_KEY_PREFIX = _PREFIXES[TokenKind.API_KEY]
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +91,17 @@ def link_grant(token: str, *, person_id: uuid.UUID, purpose: str, sent_to: bytes
     return b"".join((b"link\x00", token.encode("ascii"), person_id.bytes,
                      purpose.encode("ascii"), b"\x00", struct.pack(">H", len(sent_to)),
                      sent_to, _NUMBERS.pack(epoch, _micros(expires_at), len(extra)), extra))
+
+
+def api_key_grant(token: str, *, key_id: uuid.UUID, name: str, permissions: Iterable[str],
+                  created_at: datetime) -> bytes:
+    """What an API key's seal covers: the token, the key's id and name, its permissions
+    (sorted) and when it was made."""
+    label = name.encode("utf-8")
+    granted = b"\x00".join(p.encode("utf-8") for p in sorted(permissions))
+    return b"".join((b"api_key\x00", token.encode("ascii"), key_id.bytes,
+                     struct.pack(">H", len(label)), label, struct.pack(">I", len(granted)),
+                     granted, struct.pack(">q", _micros(created_at))))
 
 
 def new_token(kind: TokenKind) -> tuple[str, TokenDigests]:

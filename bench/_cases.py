@@ -585,6 +585,12 @@ def _accounts_section(b: Bench) -> None:
     bench_accounts(b)
 
 
+def _http_section(b: Bench) -> None:
+    from ._http import bench_http  # noqa: PLC0415 - it imports this module
+
+    bench_http(b)
+
+
 SECTIONS: dict[str, Callable[[Bench], object]] = {
     "import": bench_import,
     "append": bench_append,
@@ -592,4 +598,5 @@ SECTIONS: dict[str, Callable[[Bench], object]] = {
     "rebuild": bench_rebuild,
     "verify": bench_verify,
     "accounts": _accounts_section,
+    "http": _http_section,
 }

@@ -1,7 +1,7 @@
 """``python -m bench.run [SECTION ...]``: every comparison, one run, one server.
 
 Prints a table on stdout and writes ``bench/results.json`` (``--out`` elsewhere). Sections:
-import, append, lookup, accounts, rebuild, verify, memory (default: all, in that order). Uses
+import, append, lookup, accounts, http, rebuild, verify, memory (default: all, in that order). Uses
 ``PEOPLELOG_DATABASE_URL`` when set, else a throwaway embedded pgserver; ``BENCH_SCALE``
 multiplies every size, ``BENCH_REPS`` sets the rounds per comparison (default 5).
 """
@@ -24,7 +24,7 @@ from ._env import load_average, machine, server
 from ._measure import Result, say
 from ._peer import PeerStore
 
-ORDER = ["import", "append", "lookup", "accounts", "rebuild", "verify", "memory"]
+ORDER = ["import", "append", "lookup", "accounts", "http", "rebuild", "verify", "memory"]
 DEFAULT_OUT = Path(__file__).resolve().parent / "results.json"
 
 
@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         peer = PeerStore(srv.create_database("peer", migrate=False))
         bench = Bench(srv, keyring, keyring_file, workdir, sizes, peer)
         try:
-            if "import" not in chosen and {"append", "lookup", "accounts", "rebuild"} & set(chosen):
+            needs_app = {"append", "lookup", "accounts", "http", "rebuild"}
+            if "import" not in chosen and needs_app & set(chosen):
                 _setup_app_database(bench)
             verify_url: str | None = None
             for section in chosen:

@@ -15,7 +15,17 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import _accounts, _audit, _forensics, _import, _keys, _person, _projections
+from . import (
+    _accounts,
+    _api_keys,
+    _audit,
+    _forensics,
+    _import,
+    _keys,
+    _person,
+    _projections,
+    _serve,
+)
 from ._common import (
     EXIT_CODES,
     EXIT_INTERNAL,
@@ -62,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     _import.register(sub, add=add_command)
     _projections.register(sub, add=add_command)
     _accounts.register(sub, add=add_command)
+    _api_keys.register(sub, add=add_command)
+    _serve.register(sub, add=add_command)
     _forensics.register(sub, person, add=add_command)
     return parser
 

@@ -23,10 +23,11 @@ erasure), never in the ledger."""
 
 
 GRANT_LABEL = b"peoplelog/grant/1\x00"
-"""A grant's seal (a session's, an access token's, a link's) covers this label and the
-message the accounts layer builds: the token and every column that says whom it lets in,
-how and until when. A row written with the database login alone, or changed by it (another
-person, a later expiry, an epoch brought back), no longer checks."""
+"""A grant's seal (a session's, an access token's, a link's, an API key's) covers this
+label and the message the accounts layer builds: the token and every column that says whom
+it lets in, how and until when, or what it permits. A row written with the database login
+alone, or changed by it (another person, a later expiry, an epoch brought back, a wider
+permission), no longer checks."""
 
 
 def _claim_message(blind_index: bytes, person_id: bytes, email: bytes) -> bytes:

@@ -71,6 +71,8 @@ class EventKind(StrEnum):
     EMAIL_CONFIRMED = "email_confirmed"
     CLEANUP = "cleanup"
     EVENTS_RETIRED = "events_retired"
+    API_KEY_ISSUED = "api_key_issued"
+    API_KEY_REVOKED = "api_key_revoked"
 
 
 FactValue = str | int | bool | None

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         PersonErased,
         PersonNotFound,
         ProjectionDamaged,
+        RateLimited,
         Unattested,
         Unauthenticated,
         VersionConflict,
@@ -82,6 +83,7 @@ __all__ = [
     "PersonNotFound",
     "PersonView",
     "ProjectionDamaged",
+    "RateLimited",
     "Unattested",
     "Unauthenticated",
     "VersionConflict",
@@ -106,8 +108,8 @@ _SOURCES = {
     "errors": ("ChainBroken", "ConfigurationError", "Conflict", "DatabaseError",
                "DatabaseUnavailable", "DecryptionFailed", "EmailTaken", "InvalidInput",
                "KeyNotFound", "KeyringError", "NotFound", "PeoplelogError", "PersonErased",
-               "PersonNotFound", "ProjectionDamaged", "Unattested", "VersionConflict",
-               "VersionNotFound", "InvalidToken", "LoginFailed", "NotPermitted",
+               "PersonNotFound", "ProjectionDamaged", "RateLimited", "Unattested",
+               "VersionConflict", "VersionNotFound", "InvalidToken", "LoginFailed", "NotPermitted",
                "Unauthenticated"),
 }
 if not TYPE_CHECKING:  # type checkers see the imports above; at run time, names load on use

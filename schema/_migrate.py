@@ -99,6 +99,7 @@ _APP_GRANTS: tuple[tuple[str, str], ...] = (
     ("account_one_time", "SELECT, INSERT, UPDATE, DELETE"),  # UPDATE: FOR UPDATE
     ("account_outbox", "SELECT, INSERT, UPDATE, DELETE"),
     ("account_throttle", "SELECT, INSERT, UPDATE, DELETE"),
+    ("account_api_keys", "SELECT, INSERT, DELETE, UPDATE (last_used_at)"),
     ("security_events", "SELECT, INSERT"),
     ("security_events_refused", "SELECT"),
     ("security_event_retirements", "SELECT"),
@@ -110,11 +111,14 @@ _AUDITOR_GRANTS = ("people", "log_entries", "checkpoints", "log_meta", "log_refu
                    "kek_epochs", "security_events", "security_events_refused",
                    "security_event_retirements", "account_credentials")
 _AUDITOR_COLUMNS = (("account_sessions", "session_id, person_id, kind, epoch, created_at,"
-                     " expires_at, last_used_at, idle_seconds"),)
+                     " expires_at, last_used_at, idle_seconds"),
+                    ("account_api_keys", "key_id, name, permissions, created_at, created_by,"
+                     " last_used_at"))
 """What key-free ``verify`` reads: the ledger, the log (security events included), the
 projections a login trusts (through views without key material or keyed hashes), and of
 the sessions only what says whose they are and whether they are live: never their lookup
-digests, seals or client details."""
+digests, seals or client details. And, for an access review, which service API keys exist
+and what they permit (never their lookup digests or seals)."""
 
 
 def grant_auditor_role(conn: psycopg.Connection[Any], role: str) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "PersonErased",
     "PersonNotFound",
     "ProjectionDamaged",
+    "RateLimited",
     "Unattested",
     "Unauthenticated",
     "VersionConflict",
@@ -189,3 +190,10 @@ class NotPermitted(PeoplelogError):
     login (``Scope.sudo``)."""
 
     kind = "not_permitted"
+
+
+class RateLimited(PeoplelogError):
+    """Too many requests of this kind from this client, or for this address, within the
+    window; nothing was done. Counted whether or not the address is registered."""
+
+    kind = "rate_limited"

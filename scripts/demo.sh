@@ -98,4 +98,32 @@ echo "-- the ledger as stored, verified with no database"
 pl export --out "$AUDIT/ledger.jsonl"
 pl verify --from-export "$AUDIT/ledger.jsonl" --checkpoint "$AUDIT/held.txt" \
    --key "$AUDIT/verifier.key"
+echo; echo "== the HTTP service: any backend, any language (peoplelog serve, uvicorn)"
+PORT=$("$BIN/python" -c "import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")
+BASE="http://127.0.0.1:$PORT"
+"$BIN/peoplelog" serve --port "$PORT" --insecure-cookies 2> "$PEOPLELOG_HOME/serve.log" &
+SERVER=$!
+trap 'kill "$SERVER" 2>/dev/null; wait "$SERVER" 2>/dev/null || true; rm -rf "$PEOPLELOG_HOME"' EXIT
+for _ in $(seq 1 120); do curl -fs "$BASE/ready" > /dev/null && break; sleep 0.5; done
+show() { echo "+ curl $*" >&2; curl -s "$@"; echo; }
+echo "-- sign up (202 whether or not the address was taken: nobody learns who is registered)"
+show -X POST "$BASE/v1/accounts" -H 'content-type: application/json' \
+     -d '{"email": "margaret@example.org", "password": "correct horse battery staple", "name": "Margaret"}'
+echo "-- log in, ask who we are, log out"
+token=$(curl -s -X POST "$BASE/v1/sessions" -H 'content-type: application/json' \
+     -d '{"email": "margaret@example.org", "password": "correct horse battery staple"}' | field token)
+show "$BASE/v1/me" -H "Authorization: Bearer $token"
+show -X DELETE "$BASE/v1/sessions/current" -H "Authorization: Bearer $token" -o /dev/null -w '%{http_code}'
+echo "-- the ended session is refused with an RFC 9457 problem document"
+show "$BASE/v1/me" -H "Authorization: Bearer $token"
+echo "-- a service's API key (hashed at rest, permissions named) reads a person's history"
+key=$(pl api-key create support-desk --permission people:read --json | field token)
+show "$BASE/v1/people/$ada/history" -H "Authorization: Bearer $key" | head -c 400; echo " ..."
+echo
+echo "pages: $BASE/register  $BASE/login  $BASE/settings   API: $BASE/docs  $BASE/openapi.json"
+if [ -n "${DEMO_KEEP_SERVING:-}" ]; then
+  echo "serving until Ctrl-C"; wait "$SERVER"
+else
+  echo "(the server stops with the demo; DEMO_KEEP_SERVING=1 make demo keeps it up)"
+fi
 echo; echo "demo finished: all good"

@@ -43,6 +43,13 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         import pgserver  # noqa: PLC0415 - only when no URL is given
 
         server = pgserver.get_server(pgdata, cleanup_mode="stop")
+    if os.environ.get("PEOPLELOG_TEST_FSYNC", "off") == "off":
+        # A throwaway server: commits reach the OS (a killed PostgreSQL loses nothing, as
+        # the reliability tests need) but are not forced to the disk, which only an OS
+        # crash would show. PEOPLELOG_TEST_FSYNC=on keeps PostgreSQL's default.
+        with psycopg.connect(str(server.get_uri()), autocommit=True) as admin:
+            admin.execute("ALTER SYSTEM SET fsync = off")
+            admin.execute("SELECT pg_reload_conf()")
     yield str(server.get_uri())
     server.cleanup()
     shutil.rmtree(pgdata, ignore_errors=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-PACKAGES = ("schema", "fields", "ledger", "projections", "accounts", "cli")
+PACKAGES = ("schema", "fields", "ledger", "projections", "accounts", "http", "cli")
 """The floors, each a top-level folder installed as ``peoplelog.<name>``."""
 MAX_LINES = 700
 
@@ -119,8 +119,8 @@ def test_one_layers_contract_states_the_floors_without_exceptions() -> None:
     layers = [c for c in contracts if c["type"] == "layers"]
     assert len(layers) == 1
     assert layers[0]["containers"] == ["peoplelog"]
-    assert layers[0]["layers"] == ["cli", "accounts", "projections", "ledger", "fields",
-                                   "schema"]
+    assert layers[0]["layers"] == ["cli", "http", "accounts", "projections", "ledger",
+                                   "fields", "schema"]
     assert all("ignore_imports" not in contract for contract in contracts)
 
 
@@ -205,7 +205,8 @@ def test_each_setting_is_read_from_the_environment_in_one_place(variable: str) -
              if re.search(r"os\.environ|getenv", path.read_text(encoding="utf-8"))]
     assert set(reads) <= {"ledger/_settings.py", "fields/_speedups.py", "cli/__init__.py",
                           "cli/_common.py", "cli/_audit.py",
-                          "accounts/_settings.py"}  # the lifetimes, PEOPLELOG_<FIELD>
+                          "accounts/_settings.py",  # the lifetimes, PEOPLELOG_<FIELD>
+                          "http/_settings.py"}  # PEOPLELOG_HTTP_<FIELD>
 
 
 _PEOPLE_LISTING = re.compile(

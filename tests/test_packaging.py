@@ -26,6 +26,12 @@ from peoplelog.projections import verify_ledger
 from peoplelog.fields import BlindIndex
 from peoplelog.schema import Op
 from peoplelog.cli import main
+from peoplelog.http import create_app
+assert create_app().url_path_for("login_page") == "/login"  # templates and static
+from importlib.resources import files as package_files
+assert (package_files("peoplelog.http") / "templates" / "settings.html").is_file()
+assert (package_files("peoplelog.http") / "static" / "peoplelog.css").is_file()
+import http.client                         # the standard library's, not peoplelog.http
 import peoplelog.ledger._native, peoplelog.fields._native, peoplelog.projections._native
 files = importlib.metadata.distribution("peoplelog").files
 tops = sorted({f.parts[0] for f in files if not f.parts[0].endswith(".dist-info")

@@ -44,7 +44,7 @@ def test_the_readme_python_examples_run_on_a_fresh_home(server_url: str,
 
 
 @pytest.mark.parametrize("document", ["docs/AUDIT.md", "docs/ERASURE.md", "docs/FORMAT.md",
-                                      "docs/SCALING.md"])
+                                      "docs/SCALING.md", "docs/HTTP.md"])
 def test_the_docs_use_the_peoplelog_namespace(document: str) -> None:
     text = (ROOT / document).read_text(encoding="utf-8")
     stale = re.findall(r"(?m)^\s*(?:from|import) (?:ledger|fields|schema|projections)\b.*$",
@@ -64,7 +64,8 @@ def _shell_commands(text: str) -> list[list[str]]:
     return commands
 
 
-@pytest.mark.parametrize("document", ["README.md", "docs/AUDIT.md", "docs/ERASURE.md"])
+@pytest.mark.parametrize("document", ["README.md", "docs/AUDIT.md", "docs/ERASURE.md",
+                                      "docs/HTTP.md"])
 def test_every_command_the_docs_show_exists(document: str) -> None:
     import argparse  # noqa: PLC0415
 
