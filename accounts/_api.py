@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from peoplelog.fields import (
     Attestations,
@@ -52,7 +53,14 @@ from ._sessions import (
 )
 from ._settings import AccountSettings
 from ._throttle import Throttle
-from ._tokens import API_KEY_PREFIX, TokenKind, new_token, session_grant, token_digests
+from ._tokens import (
+    API_KEY_PREFIX,
+    TokenDigests,
+    TokenKind,
+    new_token,
+    session_grant,
+    token_digests,
+)
 
 __all__ = ["Accounts"]
 
@@ -63,6 +71,15 @@ _ISSUE_LOGGED = ("WITH issued AS (" + ISSUE.strip() + "), logged AS ("  # noqa: 
 """Issue a session or token and write the event that issued it, in one statement: the
 event exists exactly when the session does (``verify`` checks every live one has it)."""
 _CHECKED = frozenset({TokenKind.SESSION, TokenKind.ACCESS_TOKEN})
+
+
+class _Refusal(NamedTuple):
+    """A stored session refused by ``check``: whose, which, of what kind, and why."""
+
+    person_id: uuid.UUID
+    session_id: uuid.UUID
+    kind: str
+    cause: str
 """The kinds ``check`` takes (an API key is ``check_api_key``'s, a link ``use_*``'s)."""
 
 
@@ -279,10 +296,47 @@ class Accounts(OneTimeLinks, ApiKeys):
         """The ``Scope`` a session or access token (of ``kind``, when given) stands for.
         ``InvalidToken`` for any bad token: wrong, malformed, expired, idle too long,
         revoked, ended by a credential change, or of another kind."""
+        digests = self._digests(token, kind)
+        checked = self._checked(token, digests,
+                                self.ledger.database.fetch_one(CHECK, (digests.lookup,)))
+        if isinstance(checked, _Refusal):
+            raise self._refused(*checked)
+        scope, touch = checked
+        if touch:
+            self._touch(digests.lookup)
+        return scope
+
+    async def check_async(self, token: str, *, kind: TokenKind | None = None) -> Scope:
+        """``check`` for an event loop: the lookup runs on the database's asyncio pool
+        (``Database.fetch_one_async``), so a server checks tokens without a thread; the
+        rare writes (a refusal's event, the once-a-minute touch) go to a thread."""
+        digests = self._digests(token, kind)
+        row = await self.ledger.database.fetch_one_async(CHECK, (digests.lookup,))
+        checked = self._checked(token, digests, row)
+        if isinstance(checked, _Refusal):
+            raise await asyncio.to_thread(self._refused, *checked)
+        scope, touch = checked
+        if touch:
+            await asyncio.to_thread(self._touch, digests.lookup)
+        return scope
+
+    async def check_bearer_async(self, token: str) -> Scope:
+        """``check_bearer`` for an event loop (an API key is checked in a thread)."""
+        if isinstance(token, str) and token.startswith(API_KEY_PREFIX):
+            return await asyncio.to_thread(self.check_api_key, token)
+        return await self.check_async(token)
+
+    @staticmethod
+    def _digests(token: str, kind: TokenKind | None) -> TokenDigests:
         digests = token_digests(token, kind)
         if digests.kind not in _CHECKED:
             raise InvalidToken("invalid token")
-        row = self.ledger.database.fetch_one(CHECK, (digests.lookup,))
+        return digests
+
+    def _checked(self, token: str, digests: TokenDigests,
+                 row: Any) -> tuple[Scope, bool] | _Refusal:
+        """The scope of a session row found by its lookup (and whether to touch it), or
+        why a stored session is refused; ``InvalidToken`` when there is none."""
         if row is None or row[4] != digests.kind:
             raise InvalidToken("invalid token")
         (seal, seal_key, session_id, person_id, found_kind, epoch, authenticated_at,
@@ -291,16 +345,17 @@ class Accounts(OneTimeLinks, ApiKeys):
                               kind=found_kind, epoch=epoch, authenticated_at=authenticated_at,
                               expires_at=expires_at)
         if not Attestations.of(self.ledger.keyring).holds_grant(seal_key, bytes(seal), grant):
-            raise self._refused(person_id, session_id, found_kind, "seal")
+            return _Refusal(person_id, session_id, found_kind, "seal")
         if now >= expires_at or (idle is not None
                                  and now >= last_used_at + timedelta(seconds=idle)):
-            raise self._refused(person_id, session_id, found_kind, "expired")
-        if now - last_used_at >= self.settings.touch_interval:
-            self.ledger.database.transaction(
-                lambda conn: conn.execute(TOUCH, (digests.lookup,)))
+            return _Refusal(person_id, session_id, found_kind, "expired")
         return Scope(kind=found_kind, person_id=person_id, session_id=session_id,
                      authenticated_at=authenticated_at, expires_at=expires_at,
-                     sudo_window=self.settings.sudo_window, epoch=epoch, head=head)
+                     sudo_window=self.settings.sudo_window, epoch=epoch, head=head), (
+            now - last_used_at >= self.settings.touch_interval)
+
+    def _touch(self, lookup: bytes) -> None:
+        self.ledger.database.transaction(lambda conn: conn.execute(TOUCH, (lookup,)))
 
     def check_bearer(self, token: str) -> Scope:
         """The ``Scope`` of any bearer token a caller may present: a service's API key

@@ -180,8 +180,10 @@ def complete_email_change(body: TokenRequest, request: Request) -> Response:
 
 @router.get("/me", response_model=ScopeOut, tags=["sessions"],
             summary="The caller's scope")
-def me(scope: Anyone) -> ScopeOut:
-    return scope_out(scope)
+async def me(scope: Anyone) -> Response:
+    """Every backend asks this on every request: answered on the event loop, serialised
+    once (no thread, no second validation)."""
+    return Response(scope_out(scope).model_dump_json(), media_type="application/json")
 
 
 @router.delete("/sessions/current", status_code=204, tags=["sessions"],

@@ -50,8 +50,12 @@ def create_app(accounts: Accounts | None = None, *, settings: HttpSettings | Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if getattr(app.state, "peoplelog_accounts", None) is not None:
-            yield  # given, or set by use_accounts before start-up: the caller closes it
+        given = getattr(app.state, "peoplelog_accounts", None)
+        if given is not None:  # given, or set by use_accounts first: the caller closes it
+            try:
+                yield
+            finally:  # but the asyncio pool of the token checks lives in this loop
+                await given.ledger.database.close_async()
             return
         from peoplelog.accounts import Accounts  # noqa: PLC0415
 
@@ -60,6 +64,7 @@ def create_app(accounts: Accounts | None = None, *, settings: HttpSettings | Non
         try:
             yield
         finally:
+            await opened.ledger.database.close_async()
             opened.close()
 
     from peoplelog import __version__  # noqa: PLC0415

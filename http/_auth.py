@@ -7,7 +7,7 @@ routes that only services holding an API key's permission may call."""
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -73,7 +73,7 @@ def _token(request: Request) -> tuple[str, bool] | None:
     return (cookie, True) if cookie else None
 
 
-def _scope(request: Request, *, required: bool) -> Scope | None:
+async def _scope(request: Request, *, required: bool) -> Scope | None:
     cached = getattr(request.state, "peoplelog_scope", None)
     if cached is not None:
         return cached  # type: ignore[no-any-return]
@@ -84,40 +84,40 @@ def _scope(request: Request, *, required: bool) -> Scope | None:
         return None
     token, by_cookie = found
     accounts = accounts_of(request)
-    scope = accounts.check_bearer(token)
+    scope = await accounts.check_bearer_async(token)  # the lookup waits on the loop
     if by_cookie and request.method not in SAFE_METHODS and not same_origin(request):
         raise NotPermitted("a request from another site with the session cookie was refused")
     request.state.peoplelog_scope = scope
     return scope
 
 
-def current_scope(request: Request) -> Scope:
+async def current_scope(request: Request) -> Scope:
     """The caller's ``Scope`` (a person's session or access token, or a service's API key);
     401 (``Unauthenticated``) without a valid one."""
-    scope = _scope(request, required=True)
+    scope = await _scope(request, required=True)
     assert scope is not None
     return scope
 
 
-def optional_scope(request: Request) -> Scope | None:
+async def optional_scope(request: Request) -> Scope | None:
     """The caller's ``Scope``, or None when the request carries no token."""
-    return _scope(request, required=False)
+    return await _scope(request, required=False)
 
 
-def person_scope(request: Request) -> Scope:
+async def person_scope(request: Request) -> Scope:
     """The caller's scope when it is a person's (a session or an access token)."""
-    scope = current_scope(request)
+    scope = await current_scope(request)
     if scope.person_id is None or scope.service is not None:
         raise NotPermitted("only a person's session or access token can do this")
     return scope
 
 
-def require_permission(permission: str) -> Callable[[Request], Scope]:
+def require_permission(permission: str) -> Callable[[Request], Awaitable[Scope]]:
     """A dependency: the caller's scope, when it holds ``permission`` (an API key's, e.g.
     ``people:read``); 403 otherwise. ``Depends(require_permission("people:erase"))``."""
 
-    def dependency(request: Request) -> Scope:
-        scope = current_scope(request)
+    async def dependency(request: Request) -> Scope:
+        scope = await current_scope(request)
         if not scope.allows(permission):
             raise NotPermitted(f"this needs the {permission} permission")
         return scope

@@ -6,6 +6,7 @@ embedded server is started by ``_embedded``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import TransactionStatus
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from peoplelog.schema import DatabaseUnavailable
 
@@ -92,6 +93,9 @@ class Database:
         self._lane: Conn | None = None
         self._lane_cursor: Cursor | None = None
         self._lane_lock = threading.Lock()
+        self._pool_size = pool_size
+        self._async: tuple[asyncio.AbstractEventLoop, AsyncConnectionPool[Any],
+                           asyncio.Lock] | None = None
         if pool_size > 1:
             self._single.close()
             self._single = None
@@ -213,6 +217,49 @@ class Database:
                 self._lane_lock.release()
         return self.run(lambda conn: conn.execute(query, params, binary=True).fetchone(),
                         retry_lost=True)
+
+    async def fetch_one_async(self, query: str, params: Sequence[Any]) -> Any:
+        """``fetch_one`` for an event loop (the HTTP service's session checks): the
+        statement runs on an asyncio connection pool of the same size, opened in the
+        running loop on first use (``close_async`` closes it), so the loop waits for
+        PostgreSQL without a thread."""
+        pool = await self._async_pool()
+        try:
+            async with pool.connection(timeout=_CONNECT_TIMEOUT * 6) as conn:
+                cursor = await conn.execute(query, params, binary=True)
+                return await cursor.fetchone()
+        except psycopg.Error as exc:
+            raise translated(exc, self._at) from None
+        except PoolTimeout:
+            raise DatabaseUnavailable(
+                f"cannot connect to PostgreSQL{self._at}: pool timed out") from None
+
+    async def _async_pool(self) -> AsyncConnectionPool[Any]:
+        loop = asyncio.get_running_loop()
+        current = self._async
+        if current is None or current[0] is not loop:
+            current = self._async = (loop, AsyncConnectionPool(
+                self.conninfo, min_size=1, max_size=max(self._pool_size, 1),
+                kwargs={"autocommit": True, "connect_timeout": _CONNECT_TIMEOUT},
+                open=False, name="peoplelog-async"), asyncio.Lock())
+        _, pool, opening = current
+        if pool.closed:
+            async with opening:
+                if pool.closed:
+                    try:
+                        await pool.open(wait=True, timeout=_CONNECT_TIMEOUT * 2)
+                    except PoolTimeout:
+                        raise DatabaseUnavailable(
+                            f"cannot connect to PostgreSQL{self._at}: pool timed out"
+                        ) from None
+        return pool
+
+    async def close_async(self) -> None:
+        """Close the asyncio pool of ``fetch_one_async`` (from its loop, e.g. at an
+        application's shutdown); it opens again on next use."""
+        current, self._async = self._async, None
+        if current is not None and current[0] is asyncio.get_running_loop():
+            await current[1].close()
 
     def _once(self, work: Callable[[Conn], T]) -> T:
         """``work`` on the lane when it is free (no context managers: this is the path

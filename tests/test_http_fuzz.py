@@ -18,8 +18,8 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+from schemathesis.python import asgi
 
-from peoplelog.accounts import Accounts
 from peoplelog.fields import Keyring
 from peoplelog.http import HttpSettings, create_app, use_accounts
 
@@ -36,18 +36,21 @@ schema.app = APP  # called in process (ASGI), as from_asgi does, without startin
 
 
 @pytest.fixture(scope="module")
-def fuzzed(database_url: str, keyring: Keyring) -> Iterator[tuple[Accounts, str]]:
+def fuzzed(database_url: str, keyring: Keyring) -> Iterator[tuple[Any, str]]:
+    """One in-process client (one event loop, the app started once) and an API key."""
     with open_accounts(database_url, keyring, request_floor=timedelta(0)) as accounts:
         key = accounts.create_api_key("fuzz", ["people:read", "people:write", "people:erase",
                                                "audit:read", "audit:write"])
         use_accounts(APP, accounts, _HTTP)
-        yield accounts, key.token
+        with asgi.get_client(APP) as client:
+            yield client, key.token
 
 
 @schema.parametrize()
 @settings(max_examples=12, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 def test_every_operation_answers_within_its_documented_contract(
-        case: Any, fuzzed: tuple[Accounts, str]) -> None:
-    _, token = fuzzed
-    case.call_and_validate(headers={"Authorization": f"Bearer {token}"}, checks=_CHECKS)
+        case: Any, fuzzed: tuple[Any, str]) -> None:
+    client, token = fuzzed
+    case.call_and_validate(session=client, headers={"Authorization": f"Bearer {token}"},
+                           checks=_CHECKS)
