@@ -342,3 +342,26 @@ def test_every_error_kind_has_one_status() -> None:
     assert status_of(InvalidToken("x")) == 401
     assert status_of(RateLimited("x")) == 429
     assert STATUS_OF_KIND["invalid_input"] == 422
+
+
+def test_the_awaited_check_refuses_what_the_check_refuses(
+        client: TestClient, accounts: Accounts, conn: psycopg.Connection[Any]) -> None:
+    """``/v1/me`` checks on the event loop (``check_bearer_async``): a moved session, an
+    expired one and a malformed token are refused there as ``check`` refuses them, and a
+    stored session's refusal is a security event."""
+    victim, thief = address("victim"), address("thief")
+    accounts.register(victim, password=PASSWORD)
+    thief_id = accounts.register(thief, password=PASSWORD)
+    moved, expired = _login(client, victim), _login(client, victim)
+    conn.execute("UPDATE account_sessions SET person_id = %s WHERE session_id = %s",
+                 (thief_id, moved["session_id"]))
+    conn.execute("UPDATE account_sessions SET last_used_at = now() - interval '4 days'"
+                 " WHERE session_id = %s", (expired["session_id"],))  # idle too long
+    for token in (moved["token"], expired["token"], "pls1_" + "A" * 43, "garbage"):
+        answer = client.get("/v1/me", headers=_bearer(token))
+        assert answer.status_code == 401 and answer.json()["kind"] == "invalid_token"
+    causes = {row[0] for row in conn.execute(
+        "SELECT facts->>'cause' FROM security_events WHERE kind = 'token_refused'"
+        " AND session_id = ANY(%s)", ([uuid.UUID(moved["session_id"]),
+                                       uuid.UUID(expired["session_id"])],))}
+    assert causes == {"seal", "expired"}
