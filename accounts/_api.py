@@ -46,7 +46,7 @@ from ._sessions import (
     Client,
     IssuedToken,
     SessionInfo,
-    client_address,
+    counted_address,
     details_json,
     idle_seconds,
     read_details,
@@ -161,7 +161,7 @@ class Accounts(OneTimeLinks, ApiKeys):
         ``password_changed`` version, which ends the person's other sessions)."""
         details = details_json(client)  # checked before the password, like every input
         person = self._claimed(email)
-        address = client_address(client)
+        address = counted_address(client)
         digest = None if address is None else BlindIndexes.of(
             self.ledger.keyring).active.client_address_digest(address)
         if not self.ledger.database.transaction(
@@ -212,7 +212,7 @@ class Accounts(OneTimeLinks, ApiKeys):
         counts towards the account's and the client's limits and the code's own."""
         details = details_json(client)
         person = self._claimed(email)
-        address = client_address(client)
+        address = counted_address(client)
         digest = None if address is None else BlindIndexes.of(
             self.ledger.keyring).active.client_address_digest(address)
         if not self.ledger.database.transaction(
@@ -419,6 +419,8 @@ class Accounts(OneTimeLinks, ApiKeys):
         names ``person_id``), expiring after ``expires_in`` (default and limit: the
         settings)."""
         person = self._person(scope, person_id)
+        if scope.service is None and not scope.sudo():  # a stolen session cannot outlive
+            raise NotPermitted("creating an access token needs a fresh login")
         lifetime = self.settings.access_token_lifetime if expires_in is None else expires_in
         if lifetime <= timedelta(0) or lifetime > self.settings.access_token_max:
             raise InvalidInput(f"an access token lives at most "

@@ -20,6 +20,7 @@ from peoplelog.fields import (
     Attestor,
     BlindIndexes,
     NormalisedEmail,
+    PasswordHasher,
     normalise_email,
 )
 from peoplelog.ledger import INSERT_EVENT, Ledger
@@ -38,7 +39,7 @@ from ._events import EventKind, SecurityLog
 from ._mail import Message, MessageTexts
 from ._policy import PasswordPolicy
 from ._scope import Scope
-from ._sessions import Client, client_address
+from ._sessions import Client, counted_address
 from ._settings import AccountSettings
 from ._throttle import Throttle, count_request
 from ._tokens import TokenKind, link_grant, new_token, token_digests
@@ -86,6 +87,11 @@ class _Used:
     person_id: uuid.UUID
     new_email: bytes | None
     epoch: int
+    pending_password: str | None = None
+    """A sign-up's confirmation: the password hash chosen at sign-up (checked)."""
+
+
+_WRONG_PASSWORD = object()
 
 
 class OneTimeLinks:
@@ -96,6 +102,7 @@ class OneTimeLinks:
     texts: MessageTexts
     policy: PasswordPolicy
     security_log: SecurityLog
+    _hasher: PasswordHasher
 
     # --- requests -------------------------------------------------------------------------
 
@@ -104,16 +111,24 @@ class OneTimeLinks:
         already registered: a new person is mailed a confirmation link; the owner of a
         taken address is mailed a notice with a reset link instead. The same answer (None)
         after the same argon2id work, no sooner than ``request_floor``. Bad input (the
-        address's form, a weak password) is ``InvalidInput``, which tells nothing."""
+        address's form, a weak password) is ``InvalidInput``, which tells nothing.
+
+        The password is not the person's yet: its hash waits, sealed and encrypted, in the
+        confirmation link, and becomes theirs when the link is used with it
+        (``confirm_email(token, password)``). So whoever signs up with someone else's
+        address can never log in with it, and the address's owner, who does not know
+        that password, cannot confirm it for them (they reset the password instead)."""
         normalised = normalise_email(email)
         local = normalised.display.split("@")[0]
         self.policy.check(password, (local, name or ""))
         started = time.monotonic()
         try:
+            phc = self._hasher.hash(password)  # whatever happens next: the same work
+            new = uuid.uuid4()
             try:
                 person = self.ledger.create_person(
                     email=normalised.display, name=local if name is None else name,
-                    password=password, reason="registered").person_id
+                    actor=f"person:{new}", reason="signed up", person_id=new).person_id
             except EmailTaken:
                 try:
                     owner = self.ledger.find_person(normalised.display)
@@ -121,7 +136,7 @@ class OneTimeLinks:
                     return
                 self._send_link(owner, normalised, "reset", texts="account_exists")
                 return
-            self._send_link(person, normalised, "confirm")
+            self._send_link(person, normalised, "confirm", pending_password=phc)
         finally:
             rest = self.settings.request_floor.total_seconds() - (time.monotonic() - started)
             if rest > 0:
@@ -150,7 +165,7 @@ class OneTimeLinks:
         indexes = BlindIndexes.of(self.ledger.keyring).active
         label = b"r" + action.encode()[:32] + b"\x00"
         keys: list[tuple[bytes, int]] = []
-        address = client_address(client)
+        address = counted_address(client)
         if address is not None:
             keys.append((label + b"c" + indexes.client_address_digest(address),
                          self.settings.requests_per_client))
@@ -228,10 +243,22 @@ class OneTimeLinks:
         self._confirm(used.person_id)
         return used.person_id, used.epoch
 
-    def confirm_email(self, token: str) -> uuid.UUID:
-        """Use a confirmation link: an ``email_verified`` version (none if already)."""
-        used = self._take(token, "confirm")
-        self._confirm(used.person_id)
+    def confirm_email(self, token: str, password: str | None = None) -> uuid.UUID:
+        """Use a confirmation link: an ``email_verified`` version (none if already). The
+        link of a sign-up (``sign_up``) needs the password chosen then, which becomes the
+        person's in the same version; ``LoginFailed`` (the link kept) when it is missing
+        or another."""
+        used = self._take(token, "confirm", password=password)
+        if used.pending_password is not None:
+            version = self.ledger.update_person(
+                used.person_id, password_hash=used.pending_password, verified=True,
+                actor=f"person:{used.person_id}",
+                reason="email confirmed: the sign-up's password set").version
+            self.security_log.record(EventKind.EMAIL_CONFIRMED, person_id=used.person_id,
+                                     actor=f"person:{used.person_id}",
+                                     facts={"version": version, "via": "sign_up"})
+        else:
+            self._confirm(used.person_id)
         return used.person_id
 
     def reset_password(self, token: str, new_password: str) -> uuid.UUID:
@@ -309,7 +336,8 @@ class OneTimeLinks:
 
     def _send_link(self, person: uuid.UUID, to: NormalisedEmail, purpose: Purpose, *,
                    new_email: NormalisedEmail | None = None,
-                   extra: Message | None = None, texts: str | None = None) -> None:
+                   extra: Message | None = None, texts: str | None = None,
+                   pending_password: str | None = None) -> None:
         token, digests = new_token(TokenKind.ONE_TIME)
         lifetime = self._lifetime(purpose)
         expires_at = datetime.now(UTC) + lifetime
@@ -325,6 +353,9 @@ class OneTimeLinks:
         sealed = [self.ledger.encrypt_field(person, "mail", m.to_json()) for m in messages]
         sealed_new = None if new_email is None else self.ledger.encrypt_field(
             person, "email", new_email.display.encode())
+        if pending_password is not None:  # a sign-up's: the link's payload, like a new email
+            sealed_new = self.ledger.encrypt_field(person, "password",
+                                                   pending_password.encode())
         sent_to = BlindIndexes.of(self.ledger.keyring).active.digest(to)
         attestor = Attestor.of(self.ledger.keyring)
         event = self.security_log.params(EventKind.LINK_ISSUED, person_id=person,
@@ -373,7 +404,7 @@ class OneTimeLinks:
 
         self.ledger.database.transaction(issue)
 
-    def _take(self, token: str, purpose: Purpose) -> _Used:
+    def _take(self, token: str, purpose: Purpose, *, password: str | None = None) -> _Used:
         try:
             digests = token_digests(token, TokenKind.ONE_TIME)
         except InvalidToken:
@@ -383,7 +414,7 @@ class OneTimeLinks:
 
         checks = Attestations.of(self.ledger.keyring)
 
-        def take(conn: Any) -> _Used | uuid.UUID | None:
+        def take(conn: Any) -> _Used | uuid.UUID | object | None:
             row = conn.execute(_TAKE, (digests.lookup,)).fetchone()
             if row is None:
                 return None
@@ -396,14 +427,24 @@ class OneTimeLinks:
                                expires_at=expires_at)
             if not checks.holds_grant(seal_key, bytes(seal), grant):
                 return uuid.UUID(str(person))
+            pending = None
+            if purpose == "confirm" and new_email is not None:  # a sign-up's password
+                pending = self.ledger.decrypt_field(person, "password",
+                                                    new_email).decode()
+                if password is None or not self._hasher.verify(pending, password):
+                    return _WRONG_PASSWORD  # the link stays for its rightful user
+                new_email = None
             conn.execute("DELETE FROM account_one_time WHERE lookup = %s", (digests.lookup,))
             self.security_log.write(conn, EventKind.LINK_USED, person_id=person,
                                     actor=f"person:{person}", facts={"purpose": purpose})
-            return _Used(person, new_email, epoch)
+            return _Used(person, new_email, epoch, pending)
 
         used = self.ledger.database.transaction(take)
+        if used is _WRONG_PASSWORD:
+            raise LoginFailed("give the password chosen at sign-up to confirm this address")
         if not isinstance(used, _Used):  # about the link's person when it named one
-            self.security_log.record(EventKind.TOKEN_REFUSED, person_id=used,
+            self.security_log.record(EventKind.TOKEN_REFUSED,
+                                     person_id=used if isinstance(used, uuid.UUID) else None,
                                      facts={"token": "link", "purpose": purpose})
             raise InvalidToken("invalid token")
         return used

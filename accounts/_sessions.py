@@ -165,6 +165,15 @@ def client_address(client: Client | None) -> str | None:
         raise InvalidInput("the client address is not an IP address") from None
 
 
+def counted_address(client: Client | None) -> str | None:
+    """The client address as the throttles count it: an IPv4 address, or the /64 network
+    of an IPv6 one (one subscriber's; rotating within it must not reset the count)."""
+    address = client_address(client)
+    if address is None or ":" not in address:
+        return address
+    return str(ipaddress.ip_network(f"{address}/64", strict=False))
+
+
 def details_json(client: Client | None, *, name: str | None = None) -> bytes:
     """The plaintext of ``details``: a token's name, or a session's client (checked)."""
     if name is not None:

@@ -28,7 +28,8 @@ def cmd_serve(args: argparse.Namespace) -> tuple[Any, int]:
     with Accounts(connect(settings=settings(), pool_size=args.pool_size)) as accounts:
         print(f"peoplelog: serving http://{args.host}:{args.port}/ (API under /v1, pages "
               f"at /register, /login, /settings; Ctrl-C stops)", file=sys.stderr, flush=True)
-        serve(accounts, host=args.host, port=args.port, settings=http_settings)
+        serve(accounts, host=args.host, port=args.port, settings=http_settings,
+              forwarded_allow_ips=args.forwarded_allow_ips)
     return "stopped", EXIT_OK
 
 
@@ -42,6 +43,9 @@ def register(sub: Any, *, add: AddCommand) -> None:
                    help="the port to listen on (default 8000)")
     p.add_argument("--pool-size", type=int, default=8, metavar="N",
                    help="PostgreSQL connections (default 8)")
+    p.add_argument("--forwarded-allow-ips", metavar="IPS",
+                   help="the reverse proxy's addresses (comma-separated): trust the client "
+                        "address in its X-Forwarded-For (rate limits count real clients)")
     p.add_argument("--insecure-cookies", action="store_true",
                    help="cookies without Secure, for plain HTTP on localhost only "
                         "(PEOPLELOG_HTTP_SECURE_COOKIES=false does the same)")

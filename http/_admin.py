@@ -3,6 +3,7 @@ an API key holding the permission each operation names."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import threading
@@ -137,25 +138,45 @@ def checkpoint(scope: Sequencer, request: Request) -> dict[str, Any]:
             "checkpoint": result.checkpoint.text}
 
 
+class _Abandoned(Exception):
+    """The client went away: the work stops and gives its connection back."""
+
+
 def _streamed(work: Callable[[Callable[[str], None]], Any]) -> Iterator[str]:
-    """Run ``work`` in a thread and yield what it writes, as it writes it."""
+    """Run ``work`` in a thread and yield what it writes, as it writes it. When the client
+    disconnects (the generator is closed), the next write raises and the work ends."""
     lines: queue.Queue[object] = queue.Queue(maxsize=_QUEUE_DEPTH)
+    stop = threading.Event()
     failure: list[BaseException] = []
+
+    def write(text: str) -> None:
+        while not stop.is_set():
+            try:
+                lines.put(text, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        raise _Abandoned
 
     def run() -> None:
         try:
-            work(lines.put)
+            work(write)
+        except _Abandoned:
+            return
         except BaseException as exc:
             failure.append(exc)
-        finally:
-            lines.put(_DONE)
+        with contextlib.suppress(_Abandoned):
+            write(_DONE)  # type: ignore[arg-type]
 
     threading.Thread(target=run, name="peoplelog-stream", daemon=True).start()
-    while (item := lines.get()) is not _DONE:
-        yield str(item)
-    if failure:
-        kind = getattr(failure[0], "kind", "error")
-        yield json.dumps({"type": "error", "kind": kind}) + "\n"
+    try:
+        while (item := lines.get()) is not _DONE:
+            yield str(item)
+        if failure:
+            kind = getattr(failure[0], "kind", "error")
+            yield json.dumps({"type": "error", "kind": kind}) + "\n"
+    finally:
+        stop.set()
 
 
 @router.get("/audit/verify", tags=["audit"],

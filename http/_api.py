@@ -6,6 +6,7 @@ counted per client address and per address named (429 past the limits)."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -13,7 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from peoplelog.accounts import IssuedToken, Scope, SessionInfo
-from peoplelog.schema import NotFound
+from peoplelog.schema import EmailTaken, NotFound
 
 from ._auth import accounts_of, client_of, current_scope, person_scope, settings_of
 from ._models import (
@@ -21,6 +22,7 @@ from ._models import (
     AccessTokenRequest,
     ApiSession,
     CodeLogin,
+    Confirmation,
     EmailChange,
     EmailRequest,
     Ended,
@@ -159,11 +161,12 @@ def reset_password(body: PasswordReset, request: Request) -> Response:
 
 
 @router.post("/email-confirmations", status_code=204, tags=["links"],
-             summary="Confirm an address with a confirmation link's token")
-def confirm_email(body: TokenRequest, request: Request) -> Response:
+             summary="Confirm an address with a confirmation link's token (and, after a "
+                     "sign-up, the password chosen then, which becomes the account's)")
+def confirm_email(body: Confirmation, request: Request) -> Response:
     accounts = accounts_of(request)
     accounts.allow_request("link", client=client_of(request))
-    accounts.confirm_email(body.token)
+    accounts.confirm_email(body.token, body.password)
     return Response(status_code=204)
 
 
@@ -232,8 +235,11 @@ def change_password(body: PasswordChange, scope: Person, request: Request,
 @router.post("/me/email", status_code=202, response_model=Accepted, tags=["settings"],
              summary="Start an email change (fresh login needed): a link to the new address")
 def change_email(body: EmailChange, scope: Person, request: Request) -> Accepted:
-    accounts_of(request).request_email_change(scope, body.email)
-    return Accepted(detail="A link is on its way to the new address.")
+    accounts = accounts_of(request)
+    accounts.allow_request("email_change", client=client_of(request), email=body.email)
+    with contextlib.suppress(EmailTaken):  # the same answer: nobody learns who has it
+        accounts.request_email_change(scope, body.email)
+    return Accepted(detail="If the address can be used, a link is on its way to it.")
 
 
 @router.post("/me/confirmation", status_code=202, response_model=Accepted, tags=["settings"],

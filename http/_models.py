@@ -8,7 +8,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["Accepted", "AccessTokenRequest", "ApiSession", "CodeLogin", "EmailChange",
+__all__ = ["Accepted", "AccessTokenRequest", "ApiSession", "CodeLogin", "Confirmation",
+           "EmailChange",
            "EmailRequest", "Ended", "LinkLogin", "Login", "PasswordChange", "PasswordReset",
            "PersonChange", "PersonNew", "ScopeOut", "SessionOut", "SignUp", "TokenRequest"]
 
@@ -50,6 +51,12 @@ class EmailRequest(_Strict):
 
 class TokenRequest(_Strict):
     token: Token
+
+
+class Confirmation(_Strict):
+    token: Token
+    password: Password | None = None
+    """A sign-up's confirmation needs the password chosen at sign-up."""
 
 
 class PasswordReset(_Strict):

@@ -5,6 +5,7 @@ refused from another site."""
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import secrets
 import uuid
@@ -24,7 +25,9 @@ from peoplelog.projections import (
     stored_verifier_key,
 )
 from peoplelog.schema import (
+    EmailTaken,
     InvalidInput,
+    LoginFailed,
     NotFound,
     NotPermitted,
     PeoplelogError,
@@ -43,7 +46,8 @@ TEMPLATES = Path(__file__).parent / "templates"
 _CSRF_BYTES = 32
 _NOTICES = {
     "password": "Your password was changed. Every other session has ended.",
-    "email": "A link is on its way to the new address; the address changes when it is used.",
+    "email": "If the new address can be used, a link is on its way to it; the address "
+             "changes when it is used.",
     "revoked": "The session has ended.",
     "confirmed": "Your email address is confirmed.",
     "email_changed": "Your email address was changed.",
@@ -209,8 +213,8 @@ def login_with_code(request: Request, email: _Email, code: Annotated[str, Form(m
 
 
 def _link_page(request: Request, action: str, title: str, button: str, token: str,
-               **extra: Any) -> Response:
-    return _render(request, "link.html", action=action, title=title, button=button,
+               *, status: int = 200, **extra: Any) -> Response:
+    return _render(request, "link.html", status, action=action, title=title, button=button,
                    token=token, **extra)
 
 
@@ -239,7 +243,8 @@ def login_with_link(request: Request, token: _Text, csrf: _Csrf) -> Response:
 @router.get("/confirm")
 def confirm_page(request: Request, token: Annotated[str, Query(max_length=200)] = ""
                  ) -> Response:
-    return _link_page(request, "/confirm", "Confirm your email address", "Confirm", token)
+    return _link_page(request, "/confirm", "Confirm your email address", "Confirm", token,
+                      password=True)
 
 
 def _use_link(request: Request, token: str, csrf: str, use: str, done: str) -> Response:
@@ -258,8 +263,23 @@ def _use_link(request: Request, token: str, csrf: str, use: str, done: str) -> R
 
 
 @router.post("/confirm")
-def confirm(request: Request, token: _Text, csrf: _Csrf) -> Response:
-    return _use_link(request, token, csrf, "confirm_email", "confirmed")
+def confirm(request: Request, token: _Text, csrf: _Csrf,
+            password: Annotated[str, Form(max_length=1024)] = "") -> Response:
+    accounts = accounts_of(request)
+    try:
+        _check_form(request, csrf)
+        accounts.allow_request("link", client=client_of(request))
+        accounts.confirm_email(token, password or None)
+    except LoginFailed as exc:  # a sign-up's link: the password chosen then is needed
+        return _link_page(request, "/confirm", "Confirm your email address", "Confirm",
+                          token, password=True, error=exc.message, status=401)
+    except Unauthenticated:
+        return _render(request, "message.html", 401, title="This link does not work",
+                       message="It was used, has expired or was replaced. Ask for a new one.")
+    except (NotPermitted, RateLimited) as exc:
+        return _refused(request, exc)
+    return _redirect("/settings?notice=confirmed" if _session(request)
+                     else "/login?notice=confirmed")
 
 
 @router.get("/settings/confirm-email")
@@ -324,8 +344,9 @@ def _settings_page(request: Request, scope: Scope, status: int = 200, **extra: A
     assert scope.person_id is not None
     person = accounts.ledger.get_person(scope.person_id)
     sessions = [session_out(info, scope.session_id) for info in accounts.sessions(scope)]
+    tokens = [session_out(info, None) for info in accounts.access_tokens(scope)]
     return _render(request, "settings.html", status, person=person, sessions=sessions,
-                   sudo=scope.sudo(), **extra)
+                   tokens=tokens, sudo=scope.sudo(), **extra)
 
 
 @router.get("/settings")
@@ -353,9 +374,12 @@ def change_email(request: Request, email: _Email, csrf: _Csrf) -> Response:
     scope = _settings_action(request, csrf)
     if isinstance(scope, Response):
         return scope
+    accounts = accounts_of(request)
     try:
-        accounts_of(request).request_email_change(scope, email)
-    except (InvalidInput, NotPermitted) as exc:
+        accounts.allow_request("email_change", client=client_of(request), email=email)
+        with contextlib.suppress(EmailTaken):  # the same answer: nobody learns who has it
+            accounts.request_email_change(scope, email)
+    except (InvalidInput, NotPermitted, RateLimited) as exc:
         return _settings_page(request, scope, 422, email_error=exc.message)
     return _redirect("/settings?notice=email")
 

@@ -104,7 +104,8 @@ def error_handler(window_seconds: int) -> Any:
             headers = {"Retry-After": str(window_seconds)}
         if status >= 500:
             _log.error("request failed: %s (%s)", type(exc).__name__, exc.kind)
-            detail = exc.message if status == 503 else "the server could not do this"
+            detail = ("the service is unavailable: try again later" if status == 503
+                      else "the server could not do this")
             return problem(status, exc.kind, detail, headers=headers)
         return problem(status, exc.kind, exc.message, headers=headers)
 

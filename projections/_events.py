@@ -227,10 +227,12 @@ SELECT
 """  # noqa: S608 - constants
 
 
-_RETIRED = (" WHERE e.seq > %s AND e.seq <= %s AND e.kind <> 'events_retired'"
+_RETIRED = (" WHERE e.seq > %s AND e.seq <= %s"
+            " AND e.kind NOT IN ('events_retired', 'api_key_revoked')"
             " AND NOT EXISTS (SELECT 1 FROM security_events_refused r WHERE r.seq = e.seq)")
-"""What a retirement deletes of its range: not the retirement events, and not the events
-the sequencer refused (the evidence of a forgery stays)."""
+"""What a retirement deletes of its range: not the retirement events, not the events the
+sequencer refused (the evidence of a forgery stays), and not an API key's revocation (the
+key check refuses a revoked key's row put back by its event)."""
 
 
 def retire_events(conn: Conn, attestor: Attestor, before: datetime, *,

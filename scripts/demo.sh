@@ -109,6 +109,11 @@ show() { echo "+ curl $*" >&2; curl -s "$@"; echo; }
 echo "-- sign up (202 whether or not the address was taken: nobody learns who is registered)"
 show -X POST "$BASE/v1/accounts" -H 'content-type: application/json' \
      -d '{"email": "margaret@example.org", "password": "correct horse battery staple", "name": "Margaret"}'
+echo "-- the password becomes the account's when the mailed link is used with it"
+pl mail send-pending > /dev/null
+show -X POST "$BASE/v1/email-confirmations" -H 'content-type: application/json' \
+     -d "{\"token\": \"$(link_token margaret@example.org)\", \"password\": \"correct horse battery staple\"}" \
+     -o /dev/null -w '%{http_code}'
 echo "-- log in, ask who we are, log out"
 token=$(curl -s -X POST "$BASE/v1/sessions" -H 'content-type: application/json' \
      -d '{"email": "margaret@example.org", "password": "correct horse battery staple"}' | field token)
@@ -118,7 +123,8 @@ echo "-- the ended session is refused with an RFC 9457 problem document"
 show "$BASE/v1/me" -H "Authorization: Bearer $token"
 echo "-- a service's API key (hashed at rest, permissions named) reads a person's history"
 key=$(pl api-key create support-desk --permission people:read --json | field token)
-show "$BASE/v1/people/$ada/history" -H "Authorization: Bearer $key" | head -c 400; echo " ..."
+history=$(show "$BASE/v1/people/$ada/history" -H "Authorization: Bearer $key")
+echo "${history:0:400} ..."
 echo
 echo "pages: $BASE/register  $BASE/login  $BASE/settings   API: $BASE/docs  $BASE/openapi.json"
 if [ -n "${DEMO_KEEP_SERVING:-}" ]; then

@@ -373,3 +373,37 @@ def test_the_cli_creates_lists_and_revokes(cli: Cli, database_url: str,
     assert cli("checkpoint").code == 0
     verified = cli("verify", "--json")
     assert verified.code == 0, verified.stdout
+
+
+def test_a_retirement_keeps_the_revocation_that_keeps_a_revoked_key_out(
+        accounts: Accounts, database_url: str) -> None:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from peoplelog.fields import Attestations, Attestor, KeyPurpose  # noqa: PLC0415
+    from peoplelog.projections import (  # noqa: PLC0415
+        CheckpointSigner,
+        make_checkpoint,
+        retire_events,
+    )
+
+    name = _name("retired")
+    issued = accounts.create_api_key(name, ["people:read"])
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        saved = conn.execute("SELECT * FROM account_api_keys WHERE name = %s",
+                             (name,)).fetchone()
+    assert accounts.revoke_api_key(name)
+    keyring = accounts.ledger.keyring
+    signing = {"signer": CheckpointSigner(keyring.active(KeyPurpose.CHECKPOINT_SIGNING)),
+               "writers": Attestations.of(keyring)}
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        make_checkpoint(conn, **signing)  # type: ignore[arg-type]
+        retire_events(conn, Attestor.of(keyring), datetime.now(UTC) + timedelta(seconds=1),
+                      **signing)  # type: ignore[arg-type]
+        kept = conn.execute("SELECT count(*) FROM security_events WHERE kind ="
+                            " 'api_key_revoked' AND facts->>'name' = %s", (name,)).fetchone()
+        assert kept == (1,)
+        assert saved is not None
+        conn.execute(sql.SQL("INSERT INTO account_api_keys VALUES ({})").format(
+            sql.SQL(", ").join([sql.Placeholder()] * len(saved))), saved)  # put back
+    with pytest.raises(InvalidToken):
+        accounts.check_api_key(issued.token)

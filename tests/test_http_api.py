@@ -4,10 +4,12 @@ administration, key-free audit, problems, limits, health."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import psycopg
@@ -19,7 +21,13 @@ from smtp_inbox import Inbox, smtp_server
 from peoplelog.accounts import Accounts, SmtpMailer
 from peoplelog.fields import Keyring
 from peoplelog.http import STATUS_OF_KIND, status_of
-from peoplelog.schema import EmailTaken, InvalidToken, PersonErased, RateLimited
+from peoplelog.schema import (
+    EmailTaken,
+    InvalidToken,
+    NotPermitted,
+    PersonErased,
+    RateLimited,
+)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +93,14 @@ def test_sign_up_confirm_log_in_me_and_log_out(
     assert response.status_code == 202
     accounts.send_pending(mailer)
     assert "/confirm?token=" in inbox.body(inbox.to(email)[-1])
-    confirmed = client.post("/v1/email-confirmations", json={"token": inbox.token_for(email)})
+    token = inbox.token_for(email)
+    before = client.post("/v1/sessions", json={"email": email, "password": PASSWORD})
+    assert before.status_code == 401  # the password is not the account's before confirming
+    wrong = client.post("/v1/email-confirmations", json={"token": token,
+                                                         "password": NEW_PASSWORD})
+    assert wrong.status_code == 401 and wrong.json()["kind"] == "login_failed"
+    confirmed = client.post("/v1/email-confirmations", json={"token": token,
+                                                             "password": PASSWORD})
     assert confirmed.status_code == 204
     session = _login(client, email)
     assert set(session) >= {"token", "session_id", "expires_at", "person_id"}
@@ -365,3 +380,60 @@ def test_the_awaited_check_refuses_what_the_check_refuses(
         " AND session_id = ANY(%s)", ([uuid.UUID(moved["session_id"]),
                                        uuid.UUID(expired["session_id"])],))}
     assert causes == {"seal", "expired"}
+
+
+def test_an_email_change_and_a_new_access_token_tell_nothing_and_need_a_fresh_login(
+        client: TestClient, accounts: Accounts, smtp: tuple[Inbox, SmtpMailer]) -> None:
+    inbox, mailer = smtp
+    email, taken = address("mover"), address("owner")
+    accounts.register(email, password=PASSWORD)
+    accounts.register(taken, password=PASSWORD)
+    session = _login(client, email)
+    answers = [client.post("/v1/me/email", headers=_bearer(session["token"]),
+                           json={"email": target}) for target in (taken, address("free"))]
+    assert answers[0].status_code == answers[1].status_code == 202
+    assert answers[0].json() == answers[1].json()
+    accounts.send_pending(mailer)
+    assert not any("/settings/confirm-email" in inbox.body(m) for m in inbox.to(taken))
+    old = accounts.check(session["token"])
+    stale = dataclasses.replace(old, authenticated_at=old.authenticated_at
+                                - timedelta(hours=1))
+    with pytest.raises(NotPermitted):
+        accounts.create_access_token(stale, "script")
+
+
+def test_ipv6_clients_are_counted_by_their_64_network(database_url: str,
+                                                     keyring: Keyring) -> None:
+    with open_accounts(database_url, keyring, requests_per_client=3) as limited:
+        answers = []
+        for host in range(5):
+            with client_for(limited, ip=f"2001:db8:1:2::{host + 1}") as client:
+                answers.append(client.post("/v1/login-links",
+                                           json={"email": address()}).status_code)
+        assert answers == [202, 202, 202, 429, 429]
+
+
+def test_signing_up_with_someone_elses_address_gets_nobody_in(
+        client: TestClient, accounts: Accounts, smtp: tuple[Inbox, SmtpMailer]) -> None:
+    """The attacker's password never becomes the account's: the link goes to the owner,
+    who cannot confirm without it; the owner resets instead, and the account is theirs."""
+    inbox, mailer = smtp
+    victim = address("victim-signup")
+    attacker_password = "attacker horse battery staple"
+    assert client.post("/v1/accounts", json={"email": victim,
+                                             "password": attacker_password}).status_code == 202
+    refused = client.post("/v1/sessions", json={"email": victim,
+                                                "password": attacker_password})
+    assert refused.status_code == 401
+    accounts.send_pending(mailer)
+    link = inbox.token_for(victim)  # in the owner's mailbox, not the attacker's
+    without = client.post("/v1/email-confirmations", json={"token": link})
+    assert without.status_code == 401 and without.json()["kind"] == "login_failed"
+    assert client.post("/v1/password-resets", json={"email": victim}).status_code == 202
+    accounts.send_pending(mailer)
+    reset = client.post("/v1/password-resets/complete",
+                        json={"token": inbox.token_for(victim), "password": NEW_PASSWORD})
+    assert reset.status_code == 204
+    assert client.post("/v1/sessions", json={"email": victim,
+                                              "password": attacker_password}).status_code == 401
+    _login(client, victim, NEW_PASSWORD)

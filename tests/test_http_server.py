@@ -3,6 +3,7 @@ backend in any language would; its log holds no token, email, address or body.""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -19,10 +20,11 @@ from smtp_inbox import free_port
 
 @pytest.fixture(scope="module")
 def server(cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-           ) -> Iterator[tuple[str, Path]]:
+           ) -> Iterator[tuple[str, Path, dict[str, str]]]:
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    env = {**cli_env,
+    mail = tmp_path_factory.mktemp("mail")
+    env = {**cli_env, "PEOPLELOG_SMTP_URL": f"file://{mail}",
            "PEOPLELOG_LOG_LEVEL": "INFO"}
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -40,7 +42,7 @@ def server(cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
                 assert process.poll() is None, log.read_text(encoding="utf-8")
                 assert time.monotonic() < deadline, "the server did not start"
                 time.sleep(0.2)
-            yield base, log
+            yield base, log, env
         finally:
             process.send_signal(signal.SIGINT)
             try:
@@ -50,12 +52,28 @@ def server(cli_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
                     process.kill()
 
 
-def test_a_backend_signs_up_logs_in_and_out_over_loopback(server: tuple[str, Path]) -> None:
-    base, log = server
+def _mailed_token(env: dict[str, str], email: str) -> str:
+    """Deliver the outbox (``peoplelog mail send-pending``) and read the newest link."""
+    subprocess.run([sys.executable, "-m", "peoplelog", "mail", "send-pending"], cwd=ROOT,
+                   env=env, check=True, capture_output=True, timeout=120)
+    folder = Path(env["PEOPLELOG_SMTP_URL"].removeprefix("file://"))
+    mails = sorted(folder.glob("*.eml"), key=lambda p: p.stat().st_mtime)
+    texts = [m.read_text(encoding="utf-8") for m in mails]
+    found = re.findall(r"token=(plo1_[A-Za-z0-9_-]{43})",
+                       next(t for t in reversed(texts) if email in t))
+    return found[-1]
+
+
+def test_a_backend_signs_up_logs_in_and_out_over_loopback(
+        server: tuple[str, Path, dict[str, str]]) -> None:
+    base, log, env = server
     email = address("served")
     with httpx.Client(base_url=base, timeout=30) as client:
         assert client.post("/v1/accounts", json={"email": email, "password": PASSWORD,
                                                  "name": "Served"}).status_code == 202
+        confirmed = client.post("/v1/email-confirmations", json={
+            "token": _mailed_token(env, email), "password": PASSWORD})
+        assert confirmed.status_code == 204
         login = client.post("/v1/sessions", json={"email": email, "password": PASSWORD})
         assert login.status_code == 201
         token = login.json()["token"]
