@@ -39,6 +39,8 @@ from ._policy import PasswordPolicy
 from ._scope import Scope
 from ._sessions import (
     CHECK,
+    CHECK_PERSON,
+    CHECK_SESSION,
     EPOCH,
     ISSUE,
     LIST,
@@ -46,6 +48,7 @@ from ._sessions import (
     Client,
     IssuedToken,
     SessionInfo,
+    check_row,
     counted_address,
     details_json,
     idle_seconds,
@@ -222,9 +225,11 @@ class Accounts(OneTimeLinks, ApiKeys):
                 or not (code.isascii() and code.isdigit()):
             raise self._login_failed(person, client, "code", "credentials")
         checks = Attestations.of(self.ledger.keyring)
+        distributed = self.ledger.database.distributed
 
         def take(conn: Any) -> int | None:
-            epoch = take_code(conn, checks, person, code, self.settings.code_attempts)
+            epoch = take_code(conn, checks, person, code, self.settings.code_attempts,
+                              distributed=distributed)
             if epoch is not None:
                 self.security_log.write(conn, EventKind.LINK_USED, person_id=person,
                                         actor=f"person:{person}", client=client,
@@ -297,8 +302,14 @@ class Accounts(OneTimeLinks, ApiKeys):
         ``InvalidToken`` for any bad token: wrong, malformed, expired, idle too long,
         revoked, ended by a credential change, or of another kind."""
         digests = self._digests(token, kind)
-        checked = self._checked(token, digests,
-                                self.ledger.database.fetch_one(CHECK, (digests.lookup,)))
+        database = self.ledger.database
+        if database.distributed:
+            session = database.fetch_one(CHECK_SESSION, (digests.lookup,))
+            row = None if session is None else check_row(
+                session, database.fetch_one(CHECK_PERSON, (session[3], session[3])))
+        else:
+            row = database.fetch_one(CHECK, (digests.lookup,))
+        checked = self._checked(token, digests, row)
         if isinstance(checked, _Refusal):
             raise self._refused(*checked)
         scope, touch = checked
@@ -311,7 +322,13 @@ class Accounts(OneTimeLinks, ApiKeys):
         (``Database.fetch_one_async``), so a server checks tokens without a thread; the
         rare writes (a refusal's event, the once-a-minute touch) go to a thread."""
         digests = self._digests(token, kind)
-        row = await self.ledger.database.fetch_one_async(CHECK, (digests.lookup,))
+        database = self.ledger.database
+        if database.distributed:
+            session = await database.fetch_one_async(CHECK_SESSION, (digests.lookup,))
+            row = None if session is None else check_row(session, await database.fetch_one_async(
+                CHECK_PERSON, (session[3], session[3])))
+        else:
+            row = await database.fetch_one_async(CHECK, (digests.lookup,))
         checked = self._checked(token, digests, row)
         if isinstance(checked, _Refusal):
             raise await asyncio.to_thread(self._refused, *checked)

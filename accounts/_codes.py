@@ -18,7 +18,8 @@ from peoplelog.fields import Attestations, Attestor
 
 from ._tokens import link_grant
 
-__all__ = ["CODE_DIGITS", "ISSUE_CODE", "TAKE_CODES", "code_params", "new_code", "take_code"]
+__all__ = ["CODE_DIGITS", "ISSUE_CODE", "STILL_BOUND", "TAKE_CODES", "TAKE_CODES_ALONE",
+           "code_params", "new_code", "still_bound", "take_code"]
 
 CODE_DIGITS = 6
 
@@ -27,12 +28,12 @@ WITH gone AS (DELETE FROM account_one_time WHERE person_id = %(person_id)s
               AND purpose = 'login_code')
 INSERT INTO account_one_time (lookup, seal, seal_key, person_id, purpose, sent_to, epoch,
                               expires_at)
-SELECT %(lookup)s, %(seal)s, %(seal_key)s, l.person_id, 'login_code', l.blind_index,
+SELECT %(lookup)s, %(seal)s, %(seal_key)s, %(person_id)s, 'login_code', %(sent_to)s,
        %(epoch)s, %(expires_at)s
-FROM email_lookup AS l
-LEFT JOIN account_credentials AS c ON c.person_id = l.person_id
-WHERE l.person_id = %(person_id)s AND l.blind_index = %(sent_to)s
-  AND coalesce(c.epoch, 0) = %(epoch)s
+WHERE EXISTS (SELECT 1 FROM email_lookup
+              WHERE blind_index = %(sent_to)s AND person_id = %(person_id)s)
+  AND (SELECT coalesce(max(epoch), 0) FROM account_credentials
+       WHERE person_id = %(person_id)s) = %(epoch)s
 RETURNING expires_at
 """
 """A person's new code, replacing any earlier one, bound to the address it is sent to."""
@@ -47,6 +48,28 @@ WHERE t.person_id = %s AND t.purpose = 'login_code' AND t.expires_at > now()
               WHERE l.person_id = t.person_id AND l.blind_index = t.sent_to)
 FOR UPDATE OF t
 """
+
+TAKE_CODES_ALONE = """
+SELECT lookup, seal, seal_key, sent_to, epoch, expires_at, attempts FROM account_one_time
+WHERE person_id = %s AND purpose = 'login_code' AND expires_at > now()
+FOR UPDATE
+"""
+STILL_BOUND = """
+SELECT (SELECT coalesce(max(epoch), 0) FROM account_credentials
+        WHERE person_id = %(person)s) = %(epoch)s
+   AND EXISTS (SELECT 1 FROM email_lookup
+               WHERE blind_index = %(sent_to)s AND person_id = %(person)s)
+"""
+"""``TAKE_CODES`` (and a link's take) on a Citus cluster, where a locked one-time row (a
+reference table) cannot be joined with the epoch and the claim (on other shards): the
+rows are locked alone, then each is kept only while its epoch is its person's and the
+address it was sent to is still theirs, each table read by its own key."""
+
+
+def still_bound(conn: Any, person: uuid.UUID, epoch: int, sent_to: bytes) -> bool:
+    """``STILL_BOUND`` for one one-time row."""
+    return bool(conn.execute(STILL_BOUND, {"person": person, "epoch": epoch,
+                                           "sent_to": sent_to}).fetchone()[0])
 
 
 def new_code() -> str:
@@ -65,12 +88,16 @@ def code_params(attestor: Attestor, code: str, *, person: uuid.UUID, sent_to: by
 
 
 def take_code(conn: Any, checks: Attestations, person: uuid.UUID, code: str,
-              attempts: int) -> int | None:
+              attempts: int, *, distributed: bool = False) -> int | None:
     """Use ``code`` of ``person`` in the caller's transaction: the epoch it was issued
     under when it checks (the row is then deleted), None otherwise (a wrong try is counted;
-    the row goes at ``attempts``)."""
-    for lookup, seal, seal_key, sent_to, epoch, expires_at, tried in conn.execute(
-            TAKE_CODES, (person,)).fetchall():
+    the row goes at ``attempts``). ``distributed``: on a Citus cluster."""
+    if distributed:
+        rows = [row for row in conn.execute(TAKE_CODES_ALONE, (person,)).fetchall()
+                if still_bound(conn, person, row[4], bytes(row[3]))]
+    else:
+        rows = conn.execute(TAKE_CODES, (person,)).fetchall()
+    for lookup, seal, seal_key, sent_to, epoch, expires_at, tried in rows:
         grant = link_grant(code, person_id=person, purpose="login_code",
                            sent_to=bytes(sent_to), epoch=epoch, new_email=None,
                            expires_at=expires_at)

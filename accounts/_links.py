@@ -34,7 +34,7 @@ from peoplelog.schema import (
     RateLimited,
 )
 
-from ._codes import ISSUE_CODE, code_params, new_code
+from ._codes import ISSUE_CODE, code_params, new_code, still_bound
 from ._events import EventKind, SecurityLog
 from ._mail import Message, MessageTexts
 from ._policy import PasswordPolicy
@@ -54,16 +54,18 @@ LINK_PATHS = {"login": "/login/link", "confirm": "/confirm", "reset": "/reset-pa
 _ISSUE = """
 INSERT INTO account_one_time (lookup, seal, seal_key, person_id, purpose, sent_to, epoch,
                               new_email, expires_at)
-SELECT %(lookup)s, %(seal)s, %(seal_key)s, l.person_id, %(purpose)s, l.blind_index,
+SELECT %(lookup)s, %(seal)s, %(seal_key)s, %(person_id)s, %(purpose)s, %(sent_to)s,
        %(epoch)s, %(new_email)s, %(expires_at)s
-FROM email_lookup AS l
-LEFT JOIN account_credentials AS c ON c.person_id = l.person_id
-WHERE l.person_id = %(person_id)s AND l.blind_index = %(sent_to)s
-  AND coalesce(c.epoch, 0) = %(epoch)s
+WHERE EXISTS (SELECT 1 FROM email_lookup
+              WHERE blind_index = %(sent_to)s AND person_id = %(person_id)s)
+  AND (SELECT coalesce(max(epoch), 0) FROM account_credentials
+       WHERE person_id = %(person_id)s) = %(epoch)s
 RETURNING expires_at
 """
 """A sealed token bound to the address it is sent to: issued only while that address's
-claim is the person's and their credential epoch is still the one sealed."""
+claim is the person's and their credential epoch is still the one sealed. (Two
+subqueries, each by its table's own key, not a join: on a Citus cluster the claim and the
+epoch are on different shards.)"""
 
 _EPOCH = "SELECT coalesce((SELECT epoch FROM account_credentials WHERE person_id = %s), 0)"
 _QUEUE = "INSERT INTO account_outbox (message_id, person_id, message) VALUES (%s, %s, %s)"
@@ -80,6 +82,12 @@ FOR UPDATE OF t
 """
 """The token's row, locked: of concurrent uses, the first takes the lock and deletes the
 row; the others then find nothing."""
+_TAKE_ALONE = """
+SELECT seal, seal_key, person_id, purpose, new_email, epoch, sent_to, expires_at
+FROM account_one_time WHERE lookup = %s AND expires_at > now()
+FOR UPDATE
+"""
+"""``_TAKE`` on a Citus cluster: the row locked alone, then ``still_bound`` checked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,9 +422,13 @@ class OneTimeLinks:
 
         checks = Attestations.of(self.ledger.keyring)
 
+        distributed = self.ledger.database.distributed
+
         def take(conn: Any) -> _Used | uuid.UUID | object | None:
-            row = conn.execute(_TAKE, (digests.lookup,)).fetchone()
-            if row is None:
+            row = conn.execute(_TAKE_ALONE if distributed else _TAKE,
+                               (digests.lookup,)).fetchone()
+            if row is None or (distributed and not still_bound(conn, row[2], row[5],
+                                                               bytes(row[6]))):
                 return None
             seal, seal_key, person, found, new_email, epoch, sent_to, expires_at = row
             if found != purpose:

@@ -14,6 +14,8 @@ from peoplelog.schema import InvalidInput
 
 __all__ = [
     "CHECK",
+    "CHECK_PERSON",
+    "CHECK_SESSION",
     "EPOCH",
     "ISSUE",
     "LIST",
@@ -21,6 +23,7 @@ __all__ = [
     "Client",
     "IssuedToken",
     "SessionInfo",
+    "check_row",
     "client_address",
     "details_json",
     "idle_seconds",
@@ -63,6 +66,26 @@ WHERE s.lookup = %s AND s.epoch = coalesce(c.epoch, 0)
 """One indexed lookup: the row of a token whose epoch is still its person's, with its seal
 (checked against the token and the row's columns), and the person's head version (what a
 token issued through the scope names in its event)."""
+
+CHECK_SESSION = """
+SELECT seal, seal_key, session_id, person_id, kind, epoch, authenticated_at, last_used_at,
+       expires_at, idle_seconds, now()
+FROM account_sessions WHERE lookup = %s
+"""
+CHECK_PERSON = ("SELECT coalesce((SELECT epoch FROM account_credentials WHERE person_id = %s),"
+                " 0), (SELECT version FROM people_latest WHERE person_id = %s)")
+"""``CHECK`` on a Citus cluster, in two routed reads: the session by its lookup (a reference
+table), then its person's epoch and head version (on the person's shard). A join of the
+two would have to visit every shard."""
+
+
+def check_row(session: Any, person: Any) -> Any:
+    """``CHECK``'s row from ``CHECK_SESSION``'s and ``CHECK_PERSON``'s: None unless the
+    session's epoch is still its person's."""
+    if session is None or person is None or session[5] != person[0]:
+        return None
+    return (*session, person[1])
+
 
 TOUCH = "UPDATE account_sessions SET last_used_at = now() WHERE lookup = %s"
 

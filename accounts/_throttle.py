@@ -19,13 +19,19 @@ __all__ = ["Throttle", "account_key", "client_key", "count_request"]
 _COUNT = """
 INSERT INTO account_throttle AS t (key, attempts, window_start) VALUES (%(key)s, 1, now())
 ON CONFLICT (key) DO UPDATE SET
-    attempts = CASE WHEN t.window_start + %(window)s::interval < now() THEN 1
-                    ELSE t.attempts + 1 END,
-    window_start = CASE WHEN t.window_start + %(window)s::interval < now() THEN now()
-                        ELSE t.window_start END,
-    locked_until = CASE WHEN t.locked_until > now() THEN t.locked_until END
-RETURNING attempts, locked_until > now()
+    attempts = CASE WHEN timezone('UTC', t.window_start) + %(window)s::interval
+                         < timezone('UTC', excluded.window_start)
+                    THEN 1 ELSE t.attempts + 1 END,
+    window_start = CASE WHEN timezone('UTC', t.window_start) + %(window)s::interval
+                             < timezone('UTC', excluded.window_start)
+                        THEN excluded.window_start ELSE t.window_start END,
+    locked_until = CASE WHEN t.locked_until > excluded.window_start THEN t.locked_until END
+RETURNING attempts, locked_until IS NOT NULL
 """
+"""``excluded.window_start`` is the statement's ``now()``, and the window is added in UTC:
+a Citus cluster takes only immutable expressions in an upsert's SET and RETURNING (not
+``now()``, nor ``timestamptz + interval``, which depends on the session's time zone). A
+lock still in force is the only one the SET keeps."""
 _LOCK = ("UPDATE account_throttle SET locked_until = now() + %s::interval"
          " WHERE key = %s AND (locked_until IS NULL OR locked_until <= now())")
 _END_CREDENTIALS = (

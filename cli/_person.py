@@ -37,8 +37,8 @@ def _who(args: argparse.Namespace) -> tuple[str | None, str | None]:
 def cmd_init(args: argparse.Namespace) -> tuple[Any, int]:
     from peoplelog.ledger import init_store  # noqa: PLC0415
 
-    return init_store(settings(), app_role=args.app_role,
-                      auditor_role=args.auditor_role).model_dump(mode="json"), EXIT_OK
+    return init_store(settings(), app_role=args.app_role, auditor_role=args.auditor_role,
+                      distribute=not args.no_distribute).model_dump(mode="json"), EXIT_OK
 
 
 def cmd_cid(args: argparse.Namespace) -> tuple[Any, int]:
@@ -172,12 +172,18 @@ def register(sub: Any, *, add: AddCommand) -> Any:
     """Add ``init``, ``cid`` and the ``person`` group; returns the group's subcommands."""
     p = add(sub, "init", cmd_init, "create or upgrade the schema and the keyring",
             "peoplelog init --app-role peoplelog_app")
+    p.epilog = (p.epilog or "") + (
+        "\n\non a Citus coordinator (the citus extension installed) the tables are also"
+        "\ndistributed by person (docs/SCALING.md); a placed table is left as it is")
     p.add_argument("--app-role", metavar="NAME",
                    help="grant this existing role INSERT/SELECT on people (and what the "
                         "projections need)")
     p.add_argument("--auditor-role", metavar="NAME",
                    help="grant this existing role SELECT on what key-free verify reads "
                         "(no key material, no keyed hash)")
+    p.add_argument("--no-distribute", action="store_true",
+                   help="on a Citus coordinator, leave the tables where they are (local "
+                        "to the coordinator) instead of distributing them")
 
     p = add(sub, "cid", cmd_cid, "print the CID of the bytes on stdin",
             "echo '{\"b\":1,\"a\":2}' | peoplelog cid --json")

@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     )
     from ._settings import Settings
     from ._setup import StoreInit, init_store
-    from ._store import Database
+    from ._store import Database, tables_distributed
 
 __all__ = [
     "BATCH_SIZE",
@@ -125,6 +125,7 @@ __all__ = [
     "retire_kek",
     "rewrap_data_keys",
     "stored_event",
+    "tables_distributed",
     "version_cid",
 ]
 
@@ -147,7 +148,7 @@ _SOURCES = {
                   "rewrap_data_keys"),
     "_settings": ("Settings",),
     "_setup": ("StoreInit", "init_store"),
-    "_store": ("Database",),
+    "_store": ("Database", "tables_distributed"),
 }
 if not TYPE_CHECKING:  # type checkers see the imports above; at run time, names load on use
     __getattr__, __dir__ = lazy_exports(__name__, _SOURCES, globals(), __all__)

@@ -29,7 +29,7 @@ from peoplelog.schema import (
     VersionRef,
 )
 
-from . import _heads, _read, _records, _rekey, _restore, _write
+from . import _cluster, _heads, _read, _records, _rekey, _restore, _write
 from ._cache import TimedCache
 from ._import._importer import import_people
 from ._import._reading import ImportFile
@@ -215,13 +215,14 @@ class Ledger:
             return _found(conn, pid, attempted[-1].cid)
 
         fast = self.database.autocommit(optimistic, resume=resume)
-        if fast is not None:
-            return fast
-        new_head.clear()
-        ref = self.database.transaction(locked, resume=resume)
-        if new_head:
-            heads.put(pid, new_head[0])
-        return ref
+        if fast is None:
+            new_head.clear()
+            fast = self.database.transaction(locked, resume=resume)
+            if new_head:
+                heads.put(pid, new_head[0])
+        if fast.written and (change.email is not None or change.password_hash is not None):
+            self._clear_ended(pid)
+        return fast
 
     def prepare_update(self, person_id: uuid.UUID | str, **changes: Any) -> VersionRecord:
         """Build (but do not write) the version an update would append now; ``append`` it
@@ -243,9 +244,11 @@ class Ledger:
         """Append a prepared version; idempotent on its CID."""
         keyring = self.keyring
         self._heads.drop(record.person_id)
-        return self.database.transaction(
+        ref = self.database.transaction(
             lambda conn: _records.append_record(conn, keyring, record),
         )
+        self._clear_ended(record.person_id)
+        return ref
 
     def erase_person(self, person_id: uuid.UUID | str, *, actor: str | None = None,
                      reason: str | None = None) -> VersionRef:
@@ -256,12 +259,14 @@ class Ledger:
         keyring = self.keyring  # the erased version is attested like any other
         self._heads.drop(pid)
         try:
-            return self.database.transaction(
+            ref = self.database.transaction(
                 lambda conn: _write.erase_person(conn, keyring, pid, clean_actor, clean_reason)
             )
         finally:  # a write of this Ledger that raced the erasure may have cached the key again
             self._heads.drop(pid)
             self._claim_keys.drop(pid)
+        self._clear_ended(pid)
+        return ref
 
     def import_people(
         self,
@@ -304,8 +309,10 @@ class Ledger:
         keyring = self.keyring
         self._heads.drop(pid)
         self._claim_keys.drop(pid)
-        return self.database.transaction(
+        ref = self.database.transaction(
             lambda conn: _restore.restore_locked(conn, keyring, pid, clean_actor, clean_reason))
+        self._clear_ended(pid)
+        return ref
 
     def rotate_data_key(self, person_id: uuid.UUID | str, *, actor: str | None = None,
                         reason: str | None = None) -> VersionRef:
@@ -318,12 +325,14 @@ class Ledger:
         self._heads.drop(pid)
         self._claim_keys.drop(pid)
         try:
-            return self.database.transaction(
+            ref = self.database.transaction(
                 lambda conn: _rekey.rotate_data_key(conn, keyring, pid, clean_actor,
                                                     clean_reason))
         finally:  # a write that raced the rotation may have cached the old key again
             self._heads.drop(pid)
             self._claim_keys.drop(pid)
+        self._clear_ended(pid)
+        return ref
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -423,9 +432,13 @@ class Ledger:
         when nobody claims it. During a blind-index rotation a claim may still be under an
         older key of the keyring: each key's digest is tried, the active key's first."""
         blinds = self._blind_indexes()
+        split = self.database.distributed
         for blind in blinds.all:
             digest = blind.digest(email)
-            row = self.database.fetch_one(query, (digest,))
+            if split:  # the claim and the person live on different shards: two reads
+                row = self._claimant_on_cluster(query, digest)
+            else:
+                row = self.database.fetch_one(query, (digest,))
             if row is not None:
                 break
         else:
@@ -441,6 +454,17 @@ class Ledger:
         _read.confirm_claim(self.keyring, claimant, digest, email, data_key)
         return claimant
 
+    def _claimant_on_cluster(self, query: str, digest: bytes) -> Any:
+        """``query``'s row on a Citus cluster: the claim by its blind index, then the
+        person's head (and key) by the person; None when nobody claims the email."""
+        claim = self.database.fetch_one(_read.CLAIM, (digest,))
+        if claim is None:
+            return None
+        second = (_read.CLAIMANT_OF_PERSON_WITH_KEY if query == _read.CLAIMANT_WITH_KEY
+                  else _read.CLAIMANT_OF_PERSON)
+        return self.database.fetch_one(
+            second, {"p": claim[0], "claim_key": claim[1], "claim": claim[2]})
+
     def _claimant_key(self, claimant: _read.Claimant) -> DataKey | None:
         """The claimant's data key: unwrapped once, then kept for a short time (as the
         ``HeadCache`` keeps a writer's), keyed by the wrapped key as stored."""
@@ -455,6 +479,13 @@ class Ledger:
         return data_key
 
     # --- helpers --------------------------------------------------------------------------
+
+    def _clear_ended(self, person_id: uuid.UUID) -> None:
+        """On a Citus cluster, after a write that may have moved the person's credential
+        epoch: delete what it ended (``_cluster.clear_ended``). Nothing on one server,
+        where the credential trigger did it in the write's own statement."""
+        if self.database.distributed:
+            self.database.transaction(lambda conn: _cluster.clear_ended(conn, person_id))
 
     def _blind_indexes(self) -> BlindIndexes:
         if self._blind is None:

@@ -9,6 +9,7 @@ serialization failures are the exception: ``translate_errors`` lets them through
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from collections.abc import Iterator
 
@@ -25,7 +26,8 @@ from peoplelog.schema import (
     VersionConflict,
 )
 
-__all__ = ["RETRYABLE", "connect_error", "first_line", "translate_errors", "translated"]
+__all__ = ["RETRYABLE", "connect_error", "first_line", "translate_errors", "translated",
+           "unique_constraint"]
 
 RETRYABLE = (pg_errors.SerializationFailure, pg_errors.DeadlockDetected)
 """Errors after which the same work, tried again, can succeed (SQLSTATE 40001, 40P01)."""
@@ -34,6 +36,26 @@ CHAIN_NOT_EXTENDED = "PL001"
 """Raised by the ``people_extends_chain`` trigger: prev is not the CID of version - 1."""
 _VERSION_TAKEN = frozenset({"people_pkey", "people_person_id_cid_key"})
 _EMAIL_CLAIMED = "email_lookup_pkey"
+_SHARD_SUFFIX = re.compile(r"_[0-9]+$")
+_COPY_DUPLICATE = re.compile(r'^duplicate key value violates unique constraint "([^"]+)"')
+"""Citus reports a duplicate key met by a COPY into a distributed table as XX000 with
+PostgreSQL's message, not as 23505; and it names the shard's constraint
+(``email_lookup_pkey_102156``), which ``_SHARD_SUFFIX`` takes back to the table's."""
+
+
+def unique_constraint(exc: psycopg.Error) -> str | None:
+    """The unique constraint a write broke (as the table names it, on a Citus cluster
+    too), or None when ``exc`` is not a duplicate key."""
+    if isinstance(exc, pg_errors.UniqueViolation):
+        name = exc.diag.constraint_name or ""
+    elif exc.sqlstate == "XX000":
+        match = _COPY_DUPLICATE.match(exc.diag.message_primary or "")
+        if match is None:
+            return None
+        name = match[1]
+    else:
+        return None
+    return _SHARD_SUFFIX.sub("", name)
 
 
 def first_line(exc: BaseException) -> str:
@@ -51,8 +73,8 @@ def translated(exc: psycopg.Error, where: str = "", *, person_id: uuid.UUID | No
         what = f"version {version} of {subject}" if subject else "a version"
         return VersionConflict(
             f"{what} does not extend its chain (prev is not the current head)")
-    if isinstance(exc, pg_errors.UniqueViolation):
-        constraint = exc.diag.constraint_name
+    constraint = unique_constraint(exc)
+    if constraint is not None:
         if constraint == _EMAIL_CLAIMED:
             return EmailTaken("email is already registered to another person")
         if constraint in _VERSION_TAKEN:

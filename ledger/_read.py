@@ -34,7 +34,8 @@ from peoplelog.schema import (
 from ._heads import CHAIN_HEAD, check_head, load_data_key, missing_key
 from ._write import lookup_key_of
 
-__all__ = ["BY_BLIND_INDEX", "CLAIMANT_BY_BLIND_INDEX", "CLAIMANT_WITH_KEY", "Claimant",
+__all__ = ["BY_BLIND_INDEX", "CLAIM", "CLAIMANT_BY_BLIND_INDEX", "CLAIMANT_OF_PERSON",
+           "CLAIMANT_OF_PERSON_WITH_KEY", "CLAIMANT_WITH_KEY", "Claimant",
            "PasswordMatch",
            "check_keyring",
            "confirm_claim", "find_person_id", "history", "person_by_blind_index",
@@ -62,6 +63,27 @@ CLAIMANT_WITH_KEY = _CLAIMANT.format(
          "  WHERE k.person_id = l.person_id ORDER BY k.key_version DESC LIMIT 1) k ON true")
 """The same, with the head's password ciphertext, the person's newest data key and the
 head's version (for a login)."""
+
+CLAIM = "SELECT person_id, claim_key, claim FROM email_lookup WHERE blind_index = %s"
+"""An email's claim alone: the first of a lookup's two round trips on a Citus cluster,
+where ``email_lookup`` (by blind index) and ``people`` (by person) are not co-located and
+cannot be joined; the second is ``CLAIMANT_OF_PERSON`` or ``CLAIMANT_OF_PERSON_WITH_KEY``,
+routed to the person's shard by its parameter."""
+_CLAIMANT_OF_PERSON = (
+    "SELECT h.person_id, h.op, h.email, h.cid, h.writer_key, h.attestation,"
+    " CASE WHEN h.attestation IS NULL THEN EXISTS (SELECT 1 FROM log_entries e"
+    "  WHERE e.person_id = %(p)s AND e.version = h.version AND e.cid = h.cid) END,"
+    " %(claim_key)s::text, %(claim)s::bytea{extra}"
+    " FROM (SELECT person_id, version, op, email, password, cid, writer_key, attestation"
+    "  FROM people p WHERE p.person_id = %(p)s ORDER BY p.version DESC LIMIT 1) h{join}")
+CLAIMANT_OF_PERSON = _CLAIMANT_OF_PERSON.format(extra="", join="")
+CLAIMANT_OF_PERSON_WITH_KEY = _CLAIMANT_OF_PERSON.format(
+    extra=", h.password, k.key_version, k.kek_id, k.wrapped_key, h.version",
+    join=" LEFT JOIN LATERAL (SELECT key_version, kek_id, wrapped_key FROM person_keys k"
+         "  WHERE k.person_id = %(p)s ORDER BY k.key_version DESC LIMIT 1) k ON true")
+"""``CLAIMANT_BY_BLIND_INDEX`` and ``CLAIMANT_WITH_KEY`` for a claim already read (its
+person, key and seal as parameters): the same columns, every table filtered by the
+person."""
 
 
 class PasswordMatch(NamedTuple):

@@ -13,7 +13,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -27,7 +27,7 @@ from ._driver import RETRYABLE, connect_error, translate_errors, translated
 from ._embedded import embedded_database_url
 from ._settings import Settings
 
-__all__ = ["Conn", "Cursor", "Database", "describe"]
+__all__ = ["Conn", "Cursor", "Database", "describe", "tables_distributed"]
 
 log = logging.getLogger("peoplelog")
 T = TypeVar("T")
@@ -76,6 +76,14 @@ def describe(conninfo: str) -> str:
     return f"{where}/{params.get('dbname') or params.get('user') or ''}"
 
 
+def tables_distributed(conn: Conn) -> bool:
+    """Whether this database's ``people`` table is distributed on a Citus cluster."""
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone() is None:
+        return False
+    return conn.execute("SELECT 1 FROM pg_dist_partition"
+                        " WHERE logicalrelid = to_regclass('people')").fetchone() is not None
+
+
 class Database:
     """Connections to one PostgreSQL database: a pool, or one connection for the CLI.
 
@@ -96,6 +104,7 @@ class Database:
         self._pool_size = pool_size
         self._async: tuple[asyncio.AbstractEventLoop, AsyncConnectionPool[Any],
                            asyncio.Lock] | None = None
+        self._distributed: bool | None = None
         if pool_size > 1:
             self._single.close()
             self._single = None
@@ -113,6 +122,15 @@ class Database:
                 raise DatabaseUnavailable(
                     f"cannot connect to PostgreSQL at {self.where}: pool timed out"
                 ) from None
+
+    @property
+    def distributed(self) -> bool:
+        """Whether the ledger's tables are distributed on a Citus cluster (``people`` is
+        in ``pg_dist_partition``): a few reads then take two routed round trips instead
+        of one join across shards. Asked once per ``Database``."""
+        if self._distributed is None:
+            self._distributed = self.run(tables_distributed, retry_lost=True)
+        return self._distributed
 
     @classmethod
     def from_settings(cls, settings: Settings, *, pool_size: int = 4) -> Database:
@@ -192,7 +210,7 @@ class Database:
                 log.warning("connection lost; retrying a read")
             backoff.pause()
 
-    def fetch_one(self, query: str, params: Sequence[Any]) -> Any:
+    def fetch_one(self, query: str, params: Sequence[Any] | Mapping[str, Any]) -> Any:
         """The first row (or None) of one read-only statement, values in binary format; a
         lost connection is retried as by ``run(..., retry_lost=True)``. Every email lookup
         comes here, so a free lane is used in place, through its one cursor, with nothing

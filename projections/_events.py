@@ -20,7 +20,14 @@ from typing import Any
 import psycopg
 
 from peoplelog.fields import Attestations, Attestor
-from peoplelog.ledger import INSERT_EVENT, EventKind, SecurityEvent, event_params, stored_event
+from peoplelog.ledger import (
+    INSERT_EVENT,
+    EventKind,
+    SecurityEvent,
+    event_params,
+    stored_event,
+    tables_distributed,
+)
 from peoplelog.schema import InvalidInput, NotPermitted
 
 from ._checkpoint import CheckpointSigner
@@ -181,22 +188,81 @@ def _missing_events(conn: Conn, missing: list[tuple[int, int, str]],
                            f"{retirement.missing} logged events of that range are gone")
 
 
+_CLUSTER_SESSIONS = """
+SELECT s.session_id, s.person_id, s.kind, s.epoch, e.seq,
+       CASE WHEN e.facts->>'head' ~ '^[0-9]{1,9}$' THEN (e.facts->>'head')::integer END
+FROM account_sessions s
+LEFT JOIN LATERAL (
+    SELECT x.seq, x.facts FROM security_events x
+    WHERE x.session_id = s.session_id AND x.person_id = s.person_id
+      AND x.facts->>'issued' = s.kind AND x.facts ? 'head'
+    ORDER BY x.seq LIMIT 1) e ON true
+WHERE s.expires_at > now()
+  AND (s.idle_seconds IS NULL OR s.last_used_at + s.idle_seconds * interval '1 second' > now())
+"""
+_CLUSTER_EPOCHS = "SELECT person_id, epoch FROM account_credentials WHERE person_id = ANY(%s)"
+_CLUSTER_ENDINGS = """
+SELECT person_id, version FROM (
+    SELECT p.person_id, p.version, p.op,
+           p.password IS DISTINCT FROM lag(p.password) OVER w
+           OR p.email IS DISTINCT FROM lag(p.email) OVER w AS changed
+    FROM people p WHERE p.person_id = ANY(%s)
+    WINDOW w AS (PARTITION BY p.person_id ORDER BY p.version, p.seq)) c
+WHERE c.changed OR c.op = 'erased'
+"""
+"""``_SESSIONS`` on a Citus cluster, where sessions and events (reference tables) cannot be
+joined with a person's epoch and chain (on the person's shard) in one query: the sessions
+and their issuing events, then the epochs and the credential-changing versions of their
+people, a batch at a time, every table read by its own key."""
+_CLUSTER_BATCH = 1_000
+
+
+def _cluster_sessions(conn: Conn) -> Iterator[tuple[Any, ...]]:
+    """``_SESSIONS``'s rows, computed as ``_CLUSTER_SESSIONS`` says."""
+    with conn.cursor(name="peoplelog_live_sessions") as cur:
+        cur.execute(_CLUSTER_SESSIONS)
+        while batch := cur.fetchmany(_CLUSTER_BATCH):
+            yield from _cluster_batch(conn, batch)
+
+
+def _cluster_batch(conn: Conn, batch: list[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    people = sorted({row[1] for row in batch})
+    epochs = dict(conn.execute(_CLUSTER_EPOCHS, (people,)).fetchall())
+    endings: dict[uuid.UUID, list[int]] = {}
+    for person, version in conn.execute(_CLUSTER_ENDINGS, (people,)):
+        endings.setdefault(person, []).append(int(version))
+    for session_id, person, kind, epoch, seq, head in batch:
+        if epoch != epochs.get(person, 0):
+            continue  # ended by its person's credential epoch: not live
+        ended_by = None if head is None else min(
+            (v for v in endings.get(person, ()) if v > head), default=None)
+        yield session_id, person, kind, seq, head, ended_by
+
+
 def _session_findings(conn: Conn, report: LogReport) -> Iterator[Finding]:
+    if tables_distributed(conn):
+        yield from _check_sessions(_cluster_sessions(conn), report)
+        return
     with conn.cursor(name="peoplelog_live_sessions") as cur:
         cur.itersize = 10_000
         cur.execute(_SESSIONS)
-        for session_id, person, kind, seq, head, ended_by in cur:
-            report.live_sessions += 1
-            what = "session" if kind == "session" else "access token"
-            if seq is None or head is None:
-                yield _finding("session_without_event",
-                               f"live {what} {session_id} has no event that issued it "
-                               "(inserted behind the application's back?)", person)
-            elif ended_by is not None:
-                yield _finding("revocation_unmatched",
-                               f"live {what} {session_id} was issued at version {head}, "
-                               f"but version {ended_by} changed the credentials (or erased "
-                               "the person) and should have ended it", person)
+        yield from _check_sessions(cur, report)
+
+
+def _check_sessions(rows: Iterator[tuple[Any, ...]] | Any, report: LogReport
+                    ) -> Iterator[Finding]:
+    for session_id, person, kind, seq, head, ended_by in rows:
+        report.live_sessions += 1
+        what = "session" if kind == "session" else "access token"
+        if seq is None or head is None:
+            yield _finding("session_without_event",
+                           f"live {what} {session_id} has no event that issued it "
+                           "(inserted behind the application's back?)", person)
+        elif ended_by is not None:
+            yield _finding("revocation_unmatched",
+                           f"live {what} {session_id} was issued at version {head}, "
+                           f"but version {ended_by} changed the credentials (or erased "
+                           "the person) and should have ended it", person)
 
 
 @dataclass(frozen=True)

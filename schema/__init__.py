@@ -20,6 +20,12 @@ if TYPE_CHECKING:
         column_list,
         placeholders,
     )
+    from ._distribute import (
+        DISTRIBUTION_PLAN,
+        Placement,
+        citus_installed,
+        distribute_tables,
+    )
     from ._migrate import (
         Migration,
         apply_migrations,
@@ -56,6 +62,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ATTESTATION_COLUMNS",
+    "DISTRIBUTION_PLAN",
     "FORMAT_VERSION",
     "HISTORY_COLUMNS",
     "LATEST_COLUMNS",
@@ -82,6 +89,7 @@ __all__ = [
     "PersonErased",
     "PersonNotFound",
     "PersonView",
+    "Placement",
     "ProjectionDamaged",
     "RateLimited",
     "Unattested",
@@ -91,7 +99,9 @@ __all__ = [
     "VersionRecord",
     "VersionRef",
     "apply_migrations",
+    "citus_installed",
     "column_list",
+    "distribute_tables",
     "grant_app_role",
     "grant_auditor_role",
     "migrations",
@@ -101,6 +111,7 @@ __all__ = [
 _SOURCES = {
     "_columns": ("ATTESTATION_COLUMNS", "HISTORY_COLUMNS", "LATEST_COLUMNS", "PEOPLE_COLUMNS",
                  "WRITTEN_COLUMNS", "column_list", "placeholders"),
+    "_distribute": ("DISTRIBUTION_PLAN", "Placement", "citus_installed", "distribute_tables"),
     "_migrate": ("Migration", "apply_migrations", "grant_app_role", "grant_auditor_role",
                  "migrations"),
     "_models": ("FORMAT_VERSION", "HistoryEntry", "Op", "PersonView", "VersionRecord",

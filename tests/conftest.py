@@ -23,7 +23,7 @@ from psycopg.conninfo import make_conninfo
 
 from peoplelog.fields import Keyring
 from peoplelog.ledger import Database, Ledger
-from peoplelog.schema import apply_migrations
+from peoplelog.schema import apply_migrations, distribute_tables
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,10 +70,27 @@ def drop_database(server_url: str, url: str) -> None:
         )
 
 
+ON_CLUSTER = os.environ.get("PEOPLELOG_TEST_SUITE_ON_CITUS") == "1"
+"""Run every module's database on the Citus cluster of PEOPLELOG_TEST_CITUS_URL (the
+tables distributed as ``peoplelog init`` does), not on the server: for trying the whole
+suite there; tests/test_citus.py is the contract that must pass on a cluster."""
+
+
 @pytest.fixture(scope="module")
 def database_url(server_url: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, migrated database for one test module."""
-    url = create_database(server_url, request.module.__name__.rsplit(".", 1)[-1][:20])
+    prefix = request.module.__name__.rsplit(".", 1)[-1][:20]
+    if ON_CLUSTER:
+        from citus_support import create_cluster_database, drop_cluster_database  # noqa: PLC0415
+
+        url = create_cluster_database(prefix)
+        with psycopg.connect(url, autocommit=True) as conn:
+            apply_migrations(conn)
+            distribute_tables(conn)
+        yield url
+        drop_cluster_database(url)
+        return
+    url = create_database(server_url, prefix)
     with psycopg.connect(url, autocommit=True) as conn:
         apply_migrations(conn)
     yield url

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 import uuid
@@ -13,6 +14,7 @@ from typing import Any
 from peoplelog.fields import BlindIndex, BlindIndexes, Keyring, PasswordHasher
 from peoplelog.schema import Conflict, DecryptionFailed, InvalidInput
 
+from .._cluster import clear_ended
 from .._driver import RETRYABLE, translate_errors
 from .._inputs import check_actor, check_reason
 from .._read import check_keyring, read_password_hash
@@ -49,6 +51,8 @@ class Importer:
         self.sealer = Sealer(keyring, self.blind.key.id, self.actor, self.reason)
         self.pool = ThreadPoolExecutor(max_workers=max(workers, 1))
         self.seen = Seen(database)
+        self.credentials_changed: set[uuid.UUID] = set()
+        """People whose email or password an update changed (``clear_ended`` after)."""
 
     def prepare(self, rows: list[Row], done: dict[int, Sealed]) -> list[Sealed]:
         """Seal the new rows (hashing plaintext passwords across the worker threads);
@@ -102,6 +106,8 @@ class Importer:
             verified=None if row.verified_at is None else True,
             actor=self.actor, reason=self.reason)
         ref = apply_change(conn, self.keyring, person_id, change, None)
+        if ref.written and (change.email is not None or change.password_hash is not None):
+            self.credentials_changed.add(person_id)
         if row.id_digest is not None:
             conn.execute(
                 "INSERT INTO external_ids (id_hash, person_id, key_id) VALUES (%s, %s, %s)"
@@ -279,6 +285,9 @@ def import_people(database: Database, keyring: Keyring, records: Callable[[], It
             summary = ImportSummary()
         _write_all(importer, records(), summary, batch_size=batch_size, strict=strict,
                    progress=progress)
+        if importer.credentials_changed and database.distributed:
+            for person in sorted(importer.credentials_changed):
+                database.transaction(functools.partial(clear_ended, person_id=person))
     except StrictFailure as failure:
         summary = ImportSummary(rows=summary.rows, written=False)
         reject(summary, failure.errors)
