@@ -37,7 +37,7 @@ from peoplelog.fields import (
     NormalisedEmail,
     normalise_email,
 )
-from peoplelog.ledger import check_keyring
+from peoplelog.ledger import check_keyring, tables_distributed
 from peoplelog.schema import ChainBroken, DecryptionFailed, InvalidInput, Op
 
 from ._verify import Finding
@@ -56,6 +56,10 @@ Progress = Callable[[int], None]
 
 _BATCH = 2000
 _CLAIMS = "peoplelog_expected_claims"
+_LOOKUP_COPY = "peoplelog_lookup_copy"
+"""On a Citus cluster, where a temporary table cannot be joined with a distributed one,
+the claims are compared with a temporary copy of ``email_lookup`` (read once, in the
+check's transaction) instead of the table itself."""
 
 # The columns of people_latest that the fold determines (person_id is the join key).
 _COLUMNS = ("version", "cid", "op", "created_at", "recorded_at", "email", "name", "password",
@@ -128,7 +132,7 @@ _CLAIMS_NOT_EXPECTED = f"""
 SELECT l.person_id, s.person_id IS NULL, s.version, s.erased, s.undecidable,
        (SELECT min(o.person_id::text) FROM {_CLAIMS} AS o
         WHERE o.blind_index = l.blind_index OR l.blind_index = ANY(o.older))
-FROM email_lookup AS l
+FROM {{lookup}} AS l
 LEFT JOIN {_CLAIMS} AS s ON s.person_id = l.person_id
 WHERE NOT EXISTS (SELECT 1 FROM {_CLAIMS} AS e
                   WHERE e.person_id = l.person_id
@@ -139,7 +143,7 @@ ORDER BY l.person_id
 _CLAIMS_MISSING = f"""
 SELECT e.person_id, e.version FROM {_CLAIMS} AS e
 WHERE e.blind_index IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM email_lookup AS l
+  AND NOT EXISTS (SELECT 1 FROM {{lookup}} AS l
                   WHERE l.blind_index = e.blind_index OR l.blind_index = ANY(e.older))
 ORDER BY e.person_id
 """  # noqa: S608 - fixed table name
@@ -149,7 +153,7 @@ SELECT e.person_id, e.version, l.key_id, l.norm,
        CASE WHEN l.blind_index = e.blind_index THEN %(key_id)s
             ELSE (%(older)s::text[])[array_position(e.older, l.blind_index)] END
 FROM {_CLAIMS} AS e
-JOIN email_lookup AS l ON l.person_id = e.person_id
+JOIN {{lookup}} AS l ON l.person_id = e.person_id
                       AND (l.blind_index = e.blind_index OR l.blind_index = ANY(e.older))
 WHERE l.norm <> %(norm)s
    OR l.key_id IS DISTINCT FROM
@@ -292,9 +296,24 @@ def lookup_shape_findings(conn: Conn) -> Iterator[Finding]:
                           detail="email_lookup has no claim for this person's current email")
 
 
+def _lookup_for_claims(conn: Conn) -> str:
+    """The table the claims are compared with: ``email_lookup``, or on a cluster its
+    temporary copy (``_LOOKUP_COPY``)."""
+    if not tables_distributed(conn):
+        return "email_lookup"
+    conn.execute(f"DROP TABLE IF EXISTS pg_temp.{_LOOKUP_COPY}")
+    conn.execute(f"CREATE TEMPORARY TABLE {_LOOKUP_COPY} ON COMMIT DROP AS"  # noqa: S608
+                 " SELECT blind_index, person_id, key_id, norm FROM email_lookup")
+    conn.execute(f"CREATE INDEX ON {_LOOKUP_COPY} (blind_index)")
+    conn.execute(f"CREATE INDEX ON {_LOOKUP_COPY} (person_id)")
+    conn.execute(f"ANALYZE {_LOOKUP_COPY}")
+    return _LOOKUP_COPY
+
+
 def _claim_findings(conn: Conn, keyring: Keyring) -> Iterator[Finding]:
+    lookup = _lookup_for_claims(conn)
     for pid, unknown, version, erased, undecidable, owner in _stream(
-        conn, "peoplelog_claims_unexpected", _CLAIMS_NOT_EXPECTED
+        conn, "peoplelog_claims_unexpected", _CLAIMS_NOT_EXPECTED.format(lookup=lookup)
     ):
         if undecidable:
             continue  # already reported: its expected claim could not be computed
@@ -316,12 +335,13 @@ def _claim_findings(conn: Conn, keyring: Keyring) -> Iterator[Finding]:
             yield Finding(kind="claim_extra", person_id=pid, version=version,
                           detail="email_lookup has a claim for this person that is not "
                                  "their current email")
-    for pid, version in _stream(conn, "peoplelog_claims_missing", _CLAIMS_MISSING):
+    for pid, version in _stream(conn, "peoplelog_claims_missing",
+                                _CLAIMS_MISSING.format(lookup=lookup)):
         yield Finding(kind="claim_missing", person_id=pid, version=version,
                       detail="email_lookup has no claim for this person's current email")
     blinds = BlindIndexes.of(keyring)
     for pid, version, key_id, norm, hashed_by in _stream(
-        conn, "peoplelog_claims_outdated", _CLAIMS_OUTDATED,
+        conn, "peoplelog_claims_outdated", _CLAIMS_OUTDATED.format(lookup=lookup),
         {"key_id": blinds.active.key.id, "norm": NORMALISATION_VERSION,
          "older": [blind.key.id for blind in blinds.older]},
     ):

@@ -13,7 +13,8 @@ from psycopg import sql
 
 from .errors import ConfigurationError, InvalidInput
 
-__all__ = ["Migration", "apply_migrations", "grant_app_role", "grant_auditor_role", "migrations"]
+__all__ = ["Migration", "apply_migrations", "grant_app_role", "grant_auditor_role", "migrations",
+           "split_statements"]
 
 _PACKAGE = __name__.rpartition(".")[0]
 _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
@@ -50,6 +51,10 @@ def apply_migrations(conn: psycopg.Connection[Any]) -> list[str]:
     applied: list[str] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        citus = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'"
+                             ).fetchone() is not None
+        if citus:  # a migration's trigger on a table already distributed (docs/SCALING.md)
+            conn.execute("SET LOCAL citus.enable_unsafe_triggers = on")
         conn.execute(
             """CREATE TABLE IF NOT EXISTS peoplelog_migrations (
                    number     integer PRIMARY KEY,
@@ -69,13 +74,35 @@ def apply_migrations(conn: psycopg.Connection[Any]) -> list[str]:
                         "with different contents; refusing to continue"
                     )
                 continue
-            conn.execute(migration.sql.encode())
+            if citus:  # Citus passes a DDL's text on to the workers: one command at a time
+                for statement in split_statements(migration.sql):
+                    conn.execute(statement.encode())
+            else:
+                conn.execute(migration.sql.encode())
             conn.execute(
                 "INSERT INTO peoplelog_migrations (number, name, checksum) VALUES (%s, %s, %s)",
                 (migration.number, migration.name, migration.checksum),
             )
             applied.append(f"{migration.number:03d}_{migration.name}")
     return applied
+
+
+_TOKEN = re.compile(r"""--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|"(?:[^"]|"")*"|"""
+                    r"""(\$[A-Za-z_0-9]*\$)(?:.|\n)*?\1|;""", re.S)
+
+
+def split_statements(script: str) -> list[str]:
+    """The commands of a migration script, each without its ``;``: split at the semicolons
+    outside comments, quoted strings, quoted names and dollar-quoted bodies."""
+    statements: list[str] = []
+    start = 0
+    for match in _TOKEN.finditer(script):
+        if match.group(0) == ";":
+            statements.append(script[start:match.start()])
+            start = match.end()
+    statements.append(script[start:])
+    return [s.strip() for s in statements if _TOKEN.sub(
+        lambda m: "" if m.group(0).startswith(("--", "/*")) else m.group(0), s).strip()]
 
 
 _APP_GRANTS: tuple[tuple[str, str], ...] = (
@@ -105,6 +132,14 @@ _APP_GRANTS: tuple[tuple[str, str], ...] = (
     ("security_event_retirements", "SELECT"),
 )
 _APP_SEQUENCES = ("people_seq_seq", "security_events_seq_seq")
+_CLUSTER_APP_GRANTS: tuple[tuple[str, str], ...] = (
+    ("peoplelog_key_checks", "UPDATE"),
+    ("security_events", "UPDATE"),
+)
+"""On a Citus cluster, what the application's login also needs: Citus locks every copy of
+a reference table it writes, and asks for UPDATE (or DELETE, or TRUNCATE) to do so. Both
+tables' triggers refuse an UPDATE by any login but the owner, so the grant changes no
+row."""
 
 _AUDITOR_GRANTS = ("people", "log_entries", "checkpoints", "log_meta", "log_refused",
                    "people_latest", "peoplelog_key_versions", "peoplelog_claim_owners",
@@ -167,6 +202,20 @@ def grant_app_role(conn: psycopg.Connection[Any], role: str) -> None:
         for sequence in _APP_SEQUENCES:
             conn.execute(sql.SQL("GRANT USAGE ON SEQUENCE {} TO {}").format(
                 sql.Identifier(sequence), ident))
+        if _reference_tables(conn):
+            for table, privileges in _CLUSTER_APP_GRANTS:
+                conn.execute(sql.SQL("GRANT " + privileges + " ON {} TO {}").format(
+                    sql.Identifier(table), ident))
+
+
+def _reference_tables(conn: psycopg.Connection[Any]) -> bool:
+    """Whether this is a Citus coordinator whose tables are placed (``pg_dist_partition``
+    lists ``security_events``)."""
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone() is None:
+        return False
+    return conn.execute("SELECT 1 FROM pg_dist_partition"
+                        " WHERE logicalrelid = to_regclass('security_events')").fetchone() \
+        is not None
 
 
 def _current_schema(conn: psycopg.Connection[Any]) -> str:
