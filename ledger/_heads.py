@@ -84,10 +84,12 @@ _HEAD_WITH_KEY = (
     f"SELECT {column_list(LATEST_COLUMNS, 'l')}, k.key_version, k.kek_id,"  # noqa: S608 - column constants
     " k.wrapped_key, h.cid, h.writer_key, h.attestation, h.logged FROM people_latest l"
     " LEFT JOIN LATERAL (SELECT key_version, kek_id, wrapped_key FROM person_keys"
-    "  WHERE person_id = l.person_id ORDER BY key_version DESC LIMIT 1) k ON true"
-    f" LEFT JOIN LATERAL ({CHAIN_HEAD.format('l.person_id')}) h ON true"
-    " WHERE l.person_id = %s"
+    "  WHERE person_id = %(p)s ORDER BY key_version DESC LIMIT 1) k ON true"
+    f" LEFT JOIN LATERAL ({CHAIN_HEAD.format('%(p)s')}) h ON true"
+    " WHERE l.person_id = %(p)s"
 )
+"""Every table filtered by the person given, not by the joined row's: on a Citus cluster
+that is what routes the whole query to the person's shard."""
 
 
 class HeadCache(TimedCache[uuid.UUID, Cached]):
@@ -110,7 +112,7 @@ def head_with_key(conn: Conn | Cursor, keyring: Keyring, person_id: uuid.UUID, *
     if lock:
         conn.execute("SELECT 1 FROM people_latest WHERE person_id = %s FOR UPDATE",
                      (person_id,))
-    row = conn.execute(_HEAD_WITH_KEY, (person_id,)).fetchone()
+    row = conn.execute(_HEAD_WITH_KEY, {"p": person_id}).fetchone()
     if row is None:
         return None, None
     head = Head(*row[:11])

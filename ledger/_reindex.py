@@ -70,6 +70,12 @@ before its claim (and each locks one): an email change waits for the batch, or t
 for it, and neither sees the other's claim half made."""
 _CLAIMS = ("SELECT person_id, blind_index, key_id, norm FROM email_lookup"
            " WHERE person_id = ANY(%s) AND key_id <> %s ORDER BY person_id FOR UPDATE")
+_LOCK_HEAD = "SELECT 1 FROM people_latest WHERE person_id = %s FOR UPDATE"
+_CLAIMS_UNDER_HEADS = ("SELECT person_id, blind_index, key_id, norm FROM email_lookup"
+                       " WHERE person_id = ANY(%s) AND key_id <> %s ORDER BY person_id")
+"""``_LOCK_HEADS`` and ``_CLAIMS`` on a Citus cluster, which locks rows of one shard per
+statement only: the heads are locked one by one, in the same order, and the claims read
+under them (a writer changes a claim only under its person's head lock)."""
 _CLAIM = ("INSERT INTO email_lookup (blind_index, person_id, key_id, norm, claim_key, claim)"
           " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (blind_index) DO NOTHING")
 
@@ -79,8 +85,9 @@ class _Unconfirmed(Exception):
 
 
 class _Batch:
-    def __init__(self, keyring: Keyring) -> None:
+    def __init__(self, keyring: Keyring, *, distributed: bool = False) -> None:
         self.keyring = keyring
+        self.distributed = distributed
         self.active = BlindIndexes.of(keyring).active
         self._older: dict[str, BlindIndex] = {}
 
@@ -99,10 +106,15 @@ class _Batch:
         pids = [row[0] for row in conn.execute(_NEXT, (self.active.key.id, after, size))]
         if not pids:
             return None, 0, []
-        conn.execute(_LOCK_HEADS, (pids,))
+        if self.distributed:
+            for pid in pids:
+                conn.execute(_LOCK_HEAD, (pid,))
+        else:
+            conn.execute(_LOCK_HEADS, (pids,))
         moved, unconfirmed = 0, []
         for pid, digest, key_id, norm in conn.execute(
-                _CLAIMS, (pids, self.active.key.id)).fetchall():
+                _CLAIMS_UNDER_HEADS if self.distributed else _CLAIMS,
+                (pids, self.active.key.id)).fetchall():
             try:
                 email, ciphertext = self._confirm(conn, pid, bytes(digest), key_id, norm)
             except _Unconfirmed as exc:
@@ -159,7 +171,7 @@ def reindex_claims(database: Database, keyring: Keyring, *,
     if batch_size < 1:
         raise ValueError("batch_size must be positive")
     database.run(lambda conn: check_keyring(conn, keyring))
-    batch = _Batch(keyring)
+    batch = _Batch(keyring, distributed=database.distributed)
     summary = ReindexSummary(key_id=batch.active.key.id)
     after = uuid.UUID(int=0)
     while True:

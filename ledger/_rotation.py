@@ -67,26 +67,32 @@ class KekEpoch:
 
 _OLDER = ("SELECT person_id, key_version, kek_id, wrapped_key FROM person_keys"
           " WHERE kek_id <> %s ORDER BY person_id, key_version LIMIT %s FOR UPDATE")
+_OLDER_ON_CLUSTER = ("SELECT person_id, key_version, kek_id, wrapped_key FROM person_keys"
+                     " WHERE kek_id <> %s ORDER BY person_id, key_version LIMIT %s")
+"""``_OLDER`` on a Citus cluster, which cannot lock rows across shards: the keys are read
+unlocked and each is re-wrapped only if it is still the one read (``_REWRAP``'s guard)."""
 _REWRAP = ("UPDATE person_keys SET kek_id = %s, wrapped_key = %s"
            " WHERE person_id = %s AND key_version = %s AND kek_id = %s")
+_FIRST_USED = "SELECT min(created_at) FROM person_keys WHERE kek_id = %s"
 _RECORD = ("INSERT INTO kek_epochs (kek_id, fingerprint, activated_at)"
-           " VALUES (%s, %s, coalesce((SELECT min(created_at) FROM person_keys"
-           "  WHERE kek_id = %s), now())) ON CONFLICT (kek_id) DO NOTHING")
+           " VALUES (%s, %s, coalesce(%s, now())) ON CONFLICT (kek_id) DO NOTHING")
 _ACTIVATE = ("INSERT INTO kek_epochs (kek_id, fingerprint, activated_at) VALUES (%s, %s, now())"
              " ON CONFLICT (kek_id) DO NOTHING")
 _UNDRAIN = "UPDATE kek_epochs SET drained_at = NULL WHERE kek_id = %s AND drained_at IS NOT NULL"
 """Keys written under a drained KEK since (an application with an old keyring): its
 retention counts again from when they are re-wrapped."""
-_DRAIN = ("UPDATE kek_epochs e SET drained_at = now() WHERE e.kek_id <> %s"
-          " AND e.drained_at IS NULL"
-          " AND NOT EXISTS (SELECT 1 FROM person_keys k WHERE k.kek_id = e.kek_id)"
-          " RETURNING e.kek_id")
+_IN_USE = "SELECT DISTINCT kek_id FROM person_keys"
+_DRAIN = ("UPDATE kek_epochs SET drained_at = now() WHERE kek_id <> %s"
+          " AND drained_at IS NULL AND kek_id <> ALL(%s) RETURNING kek_id")
+"""The KEKs no live data key is wrapped under (``_IN_USE`` read first: ``kek_epochs`` is a
+reference table on a Citus cluster, which takes no subquery on a distributed table in an
+UPDATE) are marked drained."""
 
 
 def _record_epochs(conn: Conn, keyring: Keyring, active: Key) -> None:
     """Every KEK with live data keys gets its epoch (from its oldest key on); the active
     one starts now if it is new."""
-    in_use = [row[0] for row in conn.execute("SELECT DISTINCT kek_id FROM person_keys")]
+    in_use = [row[0] for row in conn.execute(_IN_USE)]
     for kek_id in in_use:
         if kek_id == active.id:
             continue
@@ -94,7 +100,8 @@ def _record_epochs(conn: Conn, keyring: Keyring, active: Key) -> None:
         if key is None or key.purpose is not KeyPurpose.KEK:
             raise KeyNotFound(f"live data keys are wrapped under key-encryption key "
                               f"{kek_id!r}, which the keyring {keyring.source} does not hold")
-        conn.execute(_RECORD, (key.id, key.fingerprint, key.id))
+        first = conn.execute(_FIRST_USED, (key.id,)).fetchone()
+        conn.execute(_RECORD, (key.id, key.fingerprint, None if first is None else first[0]))
         conn.execute(_UNDRAIN, (key.id,))
     conn.execute(_ACTIVATE, (active.id, active.fingerprint))
     for kek_id in {*in_use, active.id}:
@@ -112,8 +119,10 @@ def _same_key(conn: Conn, key: Key) -> None:
                            "key a name never used before")
 
 
-def _rewrap_batch(conn: Conn, keyring: Keyring, active: Key, size: int) -> int:
-    rows = conn.execute(_OLDER, (active.id, size)).fetchall()
+def _rewrap_batch(conn: Conn, keyring: Keyring, active: Key, size: int,
+                  distributed: bool) -> int:
+    rows = conn.execute(_OLDER_ON_CLUSTER if distributed else _OLDER,
+                        (active.id, size)).fetchall()
     updates = []
     for person_id, key_version, kek_id, wrapped in rows:
         old = keyring.get(kek_id, KeyPurpose.KEK)
@@ -136,9 +145,10 @@ def rewrap_data_keys(database: Database, keyring: Keyring, *, batch_size: int = 
     active = keyring.active(KeyPurpose.KEK)
     summary = RewrapSummary(kek_id=active.id)
     database.transaction(lambda conn: _record_epochs(conn, keyring, active))
+    distributed = database.distributed
     while True:
         done = database.transaction(
-            lambda conn: _rewrap_batch(conn, keyring, active, batch_size))
+            lambda conn: _rewrap_batch(conn, keyring, active, batch_size, distributed))
         summary.rewrapped += done
         if progress is not None:
             progress(summary.rewrapped)
@@ -146,7 +156,8 @@ def rewrap_data_keys(database: Database, keyring: Keyring, *, batch_size: int = 
             break
 
     def finish(conn: Conn) -> tuple[int, list[str]]:
-        drained = [row[0] for row in conn.execute(_DRAIN, (active.id,))]
+        in_use = [row[0] for row in conn.execute(_IN_USE)]
+        drained = [row[0] for row in conn.execute(_DRAIN, (active.id, in_use))]
         left = conn.execute("SELECT count(*) FROM person_keys WHERE kek_id <> %s",
                             (active.id,)).fetchone()
         return (0 if left is None else int(left[0])), drained
@@ -157,11 +168,15 @@ def rewrap_data_keys(database: Database, keyring: Keyring, *, batch_size: int = 
 
 def kek_epochs(database: Database) -> list[KekEpoch]:
     """Every recorded KEK epoch, oldest first, with its live data keys."""
-    rows = database.run(lambda conn: conn.execute(
-        "SELECT e.kek_id, e.activated_at, e.drained_at, e.retired_at,"
-        " (SELECT count(*) FROM person_keys k WHERE k.kek_id = e.kek_id)"
-        " FROM kek_epochs e ORDER BY e.activated_at, e.kek_id").fetchall(), retry_lost=True)
-    return [KekEpoch(*row) for row in rows]
+    def read(conn: Conn) -> tuple[list[tuple[Any, ...]], dict[str, int]]:
+        live = dict(conn.execute(
+            "SELECT kek_id, count(*) FROM person_keys GROUP BY kek_id").fetchall())
+        return conn.execute("SELECT kek_id, activated_at, drained_at, retired_at"
+                            " FROM kek_epochs ORDER BY activated_at, kek_id").fetchall(), live
+
+    rows, live = database.run(read, retry_lost=True)
+    return [KekEpoch(row[0], row[1], row[2], row[3], int(live.get(row[0], 0)))
+            for row in rows]
 
 
 def retire_kek(database: Database, keyring: Keyring, kek_id: str, *,
