@@ -103,6 +103,7 @@ def _issue(b: Bench, accounts: Accounts, conn: Conn, scopes: list[Scope],
            people: list[uuid.UUID]) -> None:
     n, reps = b.sizes.appends, b.sizes.reps
     conn.execute("CREATE TABLE raw_sessions (LIKE account_sessions INCLUDING ALL)")
+    b.server.place_like(conn, "raw_sessions", "account_sessions")
     details = accounts.ledger.encrypt_field(people[0], "client", b'{"name": "bench"}')
     counter = itertools.count()
 

@@ -229,9 +229,12 @@ def bench_import(b: Bench) -> None:
     shaped = people_shaped(rows)
     raw = b.connect(b.server.create_database("rawcopy"))
     raw.execute("CREATE TABLE raw_import (email text, name text)")
+    b.server.place_like(raw, "raw_import", None, "email")
     raw.execute("CREATE TABLE raw_people (LIKE people INCLUDING ALL)")
+    b.server.place_like(raw, "raw_people", "people")
     for table in ("people_latest", "email_lookup", "person_keys"):
         raw.execute(f"CREATE TABLE raw_{table} (LIKE {table} INCLUDING ALL)")
+        b.server.place_like(raw, f"raw_{table}", table)
     every = _every_table(shaped)
 
     def copy_every() -> float:
@@ -329,6 +332,7 @@ def bench_append(b: Bench) -> None:
     pids = [r[0] for r in conn.execute(
         "SELECT person_id FROM people_latest ORDER BY person_id LIMIT %s", (persons,))]
     conn.execute("CREATE TABLE raw_people (LIKE people INCLUDING ALL)")
+    b.server.place_like(conn, "raw_people", "people")
     warm = 100
     raw_rows = iter(_raw_versions(persons, warm + n * reps))
     peer_people = b.peer.create(person_rows(persons, "peer"))
@@ -438,6 +442,7 @@ def bench_rebuild(b: Bench) -> None:
     versions = int(conn.execute("SELECT count(*) FROM people").fetchone()[0])  # type: ignore[index]
     say(f"rebuild: {persons:,} persons, {versions:,} versions vs INSERT ... SELECT DISTINCT ON")
     conn.execute("CREATE TABLE raw_latest (LIKE people_latest INCLUDING ALL)")
+    b.server.place_like(conn, "raw_latest", "people_latest")
 
     def raw() -> float:
         conn.execute("TRUNCATE raw_latest")

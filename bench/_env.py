@@ -19,35 +19,83 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from peoplelog.schema import apply_migrations
+from peoplelog.schema import DISTRIBUTION_PLAN, apply_migrations, distribute_tables
 
 __all__ = ["Server", "machine", "server"]
+
+_PLACED = {p.table: p for p in DISTRIBUTION_PLAN}
 
 
 @dataclass
 class Server:
-    """One PostgreSQL server; every database the benchmark creates is dropped on close."""
+    """One PostgreSQL server, or a Citus coordinator (``workers`` then lists its worker
+    nodes, and each database is made on every node and distributed as ``peoplelog init``
+    does); every database the benchmark creates is dropped on close."""
 
     url: str
     kind: str
     created: list[str] = field(default_factory=list)
+    workers: list[tuple[str, int]] = field(default_factory=list)
+    coordinator: tuple[str, int] | None = None
+
+    @property
+    def cluster(self) -> bool:
+        return bool(self.workers)
 
     def create_database(self, prefix: str, *, migrate: bool = True) -> str:
         name = f"plb_{prefix}_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(self.url, autocommit=True) as conn:
+            if self.cluster:
+                conn.execute("SET citus.enable_create_database_propagation = on")
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         self.created.append(name)
         url = make_conninfo(self.url, dbname=name)
+        if self.cluster:
+            self._join_cluster(name, url)
         if migrate:
             with psycopg.connect(url, autocommit=True) as conn:
                 apply_migrations(conn)
+                distribute_tables(conn)
         return url
+
+    def _join_cluster(self, name: str, url: str) -> None:
+        for host, port in self.workers:
+            with psycopg.connect(make_conninfo(self.url, host=host, port=port, dbname=name),
+                                 autocommit=True) as worker:
+                worker.execute("CREATE EXTENSION IF NOT EXISTS citus")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS citus")
+            if self.coordinator is not None:
+                conn.execute("SELECT citus_set_coordinator_host(%s, %s)", self.coordinator)
+            for node in self.workers:
+                conn.execute("SELECT citus_add_node(%s, %s)", node)
+
+    def place_like(self, conn: psycopg.Connection[Any], table: str, like: str | None,
+                   column: str | None = None) -> None:
+        """On a cluster, place a raw baseline table as ``like`` is placed (or distributed
+        by ``column``), so each baseline writes where peoplelog writes."""
+        if not self.cluster:
+            return
+        placement = _PLACED.get(like or "")
+        column = column or (placement.column if placement else None)
+        if placement is not None and placement.column is None:
+            conn.execute("SELECT create_reference_table(%s)", (table,))
+        elif column is not None:
+            conn.execute("SELECT create_distributed_table(%s, %s)", (table, column))
 
     def drop_database(self, url: str) -> None:
         name = str(conninfo_to_dict(url)["dbname"])
         with psycopg.connect(self.url, autocommit=True) as conn:
+            if self.cluster:
+                conn.execute("SET citus.enable_create_database_propagation = on")
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(name)))
+        for host, port in self.workers:
+            with contextlib.suppress(psycopg.Error), psycopg.connect(
+                    make_conninfo(self.url, host=host, port=port, dbname="postgres"),
+                    autocommit=True) as worker:
+                worker.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(name)))
         if name in self.created:
             self.created.remove(name)
 
@@ -71,6 +119,7 @@ def server() -> Iterator[Server]:
     url = os.environ.get("PEOPLELOG_DATABASE_URL")
     if url:
         found = Server(url, "PEOPLELOG_DATABASE_URL")
+        _find_cluster(found)
         try:
             yield found
         finally:
@@ -89,6 +138,24 @@ def server() -> Iterator[Server]:
         found.drop_all()
         embedded.cleanup()
         shutil.rmtree(pgdata, ignore_errors=True)
+
+
+def _find_cluster(found: Server) -> None:
+    """A Citus coordinator's nodes, when the URL names a database with the extension."""
+    with psycopg.connect(found.url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone() \
+                is None:
+            return
+        for group, host, port in conn.execute(
+                "SELECT groupid, nodename, nodeport FROM pg_dist_node"
+                " WHERE noderole = 'primary' ORDER BY groupid"):
+            if group == 0:
+                found.coordinator = (str(host), int(port))
+            else:
+                found.workers.append((str(host), int(port)))
+    if found.workers:
+        found.kind = (f"Citus coordinator with {len(found.workers)} worker(s)"
+                      " (PEOPLELOG_DATABASE_URL)")
 
 
 def _cpu_model() -> str:

@@ -36,8 +36,12 @@ class CompactedTable:
 
 
 def _size(database: Database, table: str) -> int:
+    """The table's bytes with its indexes: on a Citus cluster, of all its shards (the
+    coordinator's own table of a distributed one is empty)."""
+    size = ("citus_total_relation_size" if database.distributed
+            else "pg_total_relation_size")
     row = database.run(lambda conn: conn.execute(
-        "SELECT pg_total_relation_size(%s::regclass)", (table,)).fetchone())
+        f"SELECT {size}(%s::regclass)", (table,)).fetchone())
     return 0 if row is None else int(row[0])
 
 

@@ -65,7 +65,7 @@ def _shell_commands(text: str) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("document", ["README.md", "docs/AUDIT.md", "docs/ERASURE.md",
-                                      "docs/HTTP.md"])
+                                      "docs/HTTP.md", "docs/SCALING.md"])
 def test_every_command_the_docs_show_exists(document: str) -> None:
     import argparse  # noqa: PLC0415
 
