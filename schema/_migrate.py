@@ -156,16 +156,25 @@ digests, seals or client details. And, for an access review, which service API k
 and what they permit (never their lookup digests or seals)."""
 
 
+_CLUSTER_AUDITOR_COLUMNS = (("person_keys", "person_id, key_version"),
+                            ("email_lookup", "person_id"))
+"""On a Citus cluster, the columns the two views show, granted on their tables: Citus runs
+a view's query on the shards as the reading login, not the view's owner. The same columns
+as the views: no key material, no keyed hash."""
+
+
 def grant_auditor_role(conn: psycopg.Connection[Any], role: str) -> None:
     """Give ``role`` SELECT on what key-free ``verify`` reads, and nothing else."""
     ident = _existing_role(conn, role)
+    cluster = _reference_tables(conn)
     with conn.transaction():
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
             sql.Identifier(_current_schema(conn)), ident))
         for table in _AUDITOR_GRANTS:
             conn.execute(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(table),
                                                                     ident))
-        for table, columns in _AUDITOR_COLUMNS:
+        for table, columns in _AUDITOR_COLUMNS + (_CLUSTER_AUDITOR_COLUMNS if cluster
+                                                  else ()):
             conn.execute(sql.SQL("GRANT SELECT (" + columns + ") ON {} TO {}").format(
                 sql.Identifier(table), ident))
 

@@ -50,27 +50,30 @@ def owner_url(keyring_file: Path, tmp_path_factory: pytest.TempPathFactory
     """A fresh database on the cluster, initialised by ``init_store`` (as ``peoplelog
     init`` does) with an application role."""
     url = create_cluster_database("contract")
-    role = f"plc_app_{uuid.uuid4().hex[:8]}"
+    tag = uuid.uuid4().hex[:8]
+    roles = {"app": f"plc_app_{tag}", "auditor": f"plc_audit_{tag}"}
     password = secrets.token_hex(16)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
-            sql.Identifier(role), sql.Literal(password)))
+        for role in roles.values():
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                sql.Identifier(role), sql.Literal(password)))
     settings = LedgerSettings(database_url=url, keyring_path=keyring_file,
                               home=tmp_path_factory.mktemp("home"))
-    done = init_store(settings, app_role=role)
+    done = init_store(settings, app_role=roles["app"], auditor_role=roles["auditor"])
     assert sorted(done.distributed) == sorted(
         f"{p.table}: {'reference table' if p.column is None else 'distributed by ' + p.column}"
         for p in DISTRIBUTION_PLAN)
-    url_of_app = make_conninfo(url, user=role, password=password)
-    _APP_URLS[url] = url_of_app
+    _ROLE_URLS[url] = {kind: make_conninfo(url, user=role, password=password)
+                       for kind, role in roles.items()}
     yield url
     drop_cluster_database(url)
     with psycopg.connect(make_conninfo(url, dbname=str(
             conninfo_to_dict(_citus_url())["dbname"])), autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        for role in roles.values():
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
-_APP_URLS: dict[str, str] = {}
+_ROLE_URLS: dict[str, dict[str, str]] = {}
 
 
 def _citus_url() -> str:
@@ -82,7 +85,7 @@ def _citus_url() -> str:
 @pytest.fixture(scope="module")
 def database_url(owner_url: str) -> str:
     """What the conftest fixtures (``ledger``, ``cli``) connect with: the app role."""
-    return _APP_URLS[owner_url]
+    return _ROLE_URLS[owner_url]["app"]
 
 
 @pytest.fixture(scope="module")
@@ -393,9 +396,13 @@ def test_api_keys_and_the_security_log_verify(accounts: Accounts, cli: Cli,
     with pytest.raises(InvalidToken):
         accounts.check_bearer(key.token)
     _as_owner(cli, owner_url, "checkpoint")
-    verified = cli("verify", "--json")
-    assert verified.code == 0 and verified.json["ok"], verified.stdout
+    auditor = _ROLE_URLS[owner_url]["auditor"]
+    verified = cli("verify", "--json", env={"PEOPLELOG_DATABASE_URL": auditor})
+    assert verified.code == 0 and verified.json["ok"], verified.stdout + verified.stderr
     assert verified.json["log"]["events"] > 0 and verified.json["log"]["live_sessions"] >= 1
+    with psycopg.connect(auditor, autocommit=True) as as_auditor, pytest.raises(
+            psycopg.errors.InsufficientPrivilege):
+        as_auditor.execute("SELECT lookup FROM account_sessions LIMIT 1")
     cleaned = accounts.clean_up()
     assert set(cleaned.as_dict()) == {"sessions", "links", "mail", "attempts"}
 

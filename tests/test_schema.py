@@ -3,20 +3,32 @@ the client, the application role's rights, and Citus-legal keys."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import psycopg
 import pytest
-from conftest import create_database, drop_database
+from conftest import Cli, create_database, drop_database
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from peoplelog.fields import Keyring
 from peoplelog.ledger import Database, Ledger
-from peoplelog.schema import InvalidInput, VersionRef, apply_migrations, migrations
+from peoplelog.schema import (
+    DISTRIBUTION_PLAN,
+    InvalidInput,
+    VersionRef,
+    apply_migrations,
+    citus_installed,
+    distribute_tables,
+    grant_app_role,
+    migrations,
+)
+from peoplelog.schema._distribute import CLUSTER_ADJUSTMENTS
+from peoplelog.schema._migrate import split_statements
 
 TABLES = ("people", "people_latest", "email_lookup", "person_keys")
 FAKE_CID = "bafkrei" + "a" * 52
@@ -341,3 +353,99 @@ def test_every_key_and_unique_index_includes_person_id_except_email_lookup(
     ).fetchall()
     assert not [c for c in constraints if c[2] in ("x", "f")]  # no exclusion/foreign keys
     assert {c[0] for c in constraints if c[2] == "p"} == set(TABLES)
+
+
+# --- the distribution plan (docs/SCALING.md; run on a cluster in tests/test_citus.py) ------
+
+
+def test_every_table_has_a_place_in_the_distribution_plan_that_its_keys_allow(
+    conn: psycopg.Connection[Any],
+) -> None:
+    tables = {row[0] for row in conn.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")}
+    planned = {p.table: p for p in DISTRIBUTION_PLAN}
+    assert tables == set(planned), "a new table needs its place in DISTRIBUTION_PLAN"
+    assert [p.table for p in DISTRIBUTION_PLAN].index("people") == 0  # placed first
+    unique = conn.execute(
+        """
+        SELECT c.relname, array_agg(a.attname::text)
+        FROM pg_index i
+        JOIN pg_class c ON c.oid = i.indrelid
+        JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+        WHERE i.indisunique AND c.relnamespace = current_schema()::regnamespace
+        GROUP BY c.relname, i.indexrelid
+        """).fetchall()
+    for table, columns in unique:
+        placement = planned[table]
+        if placement.column is not None:  # Citus enforces uniqueness only per shard
+            assert placement.column in columns, (table, columns)
+        if placement.colocate_with is not None:
+            assert planned[placement.colocate_with].column is not None
+
+
+def test_distributing_on_one_server_does_nothing(ledger: Ledger,
+                                                 conn: psycopg.Connection[Any]) -> None:
+    assert not citus_installed(conn)
+    assert distribute_tables(conn) == []
+    assert not ledger.database.distributed
+
+
+def test_init_no_distribute_is_accepted_on_one_server(cli: Cli) -> None:
+    done = cli("init", "--no-distribute", "--json")
+    assert done.code == 0, done.stderr
+    assert done.json["distributed"] == []
+    assert "--no-distribute" in cli("init", "--help").stdout
+
+
+def test_migration_scripts_split_into_their_commands() -> None:
+    script = ("-- a comment; with a semicolon\nCREATE TABLE t (a text DEFAULT ';');\n"
+              "CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $body$ SELECT ';' $body$;\n"
+              "COMMENT ON TABLE t IS 'it''s; fine'; /* ; */ SELECT \"a;b\" FROM t\n")
+    assert split_statements(script) == [
+        "-- a comment; with a semicolon\nCREATE TABLE t (a text DEFAULT ';')",
+        "CREATE FUNCTION f() RETURNS text LANGUAGE sql AS $body$ SELECT ';' $body$",
+        "COMMENT ON TABLE t IS 'it''s; fine'",
+        "/* ; */ SELECT \"a;b\" FROM t",
+    ]
+    for migration in migrations():
+        parts = split_statements(migration.sql)
+        assert parts and all(part.strip() for part in parts)
+        assert "".join(migration.sql.split()).replace(";", "") == "".join(
+            "".join(parts).split()).replace(";", "")
+
+
+def test_the_cluster_versions_of_the_guards_refuse_what_the_originals_refuse(
+        server_url: str, keyring: Keyring) -> None:
+    # On a cluster `init` replaces three guard triggers' functions with ones that ask for
+    # each person's head one at a time (schema._distribute.CLUSTER_ADJUSTMENTS); here
+    # they run on one server, for the application's role, against the same tampering.
+    url = create_database(server_url, "guards")
+    role = f"plt_guard_{uuid.uuid4().hex[:8]}"
+    try:
+        with psycopg.connect(url, autocommit=True) as owner:
+            apply_migrations(owner)
+            for statement in CLUSTER_ADJUSTMENTS[1:4]:  # the guards, not the cluster-only
+                owner.execute(statement.encode())
+            owner.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+            grant_app_role(owner, role)
+        with Ledger(Database(make_conninfo(url, user=role), pool_size=1), keyring) as app:
+            made = app.create_person(email=f"g-{uuid.uuid4().hex[:6]}@example.org", name="G")
+            app.update_person(made.person_id, name="G II")
+            with psycopg.connect(make_conninfo(url, user=role), autocommit=True) as raw:
+                for statement, message in (
+                    ("UPDATE people_latest SET name = '\\x00' WHERE person_id = %s",
+                     "people_latest may only hold each person's chain head"),
+                    ("DELETE FROM person_keys WHERE person_id = %s",
+                     "a data key may only be removed with the erasure of its person"),
+                    ("INSERT INTO person_keys (person_id, key_version, kek_id, wrapped_key)"
+                     " VALUES (%s, 9, 'kek', '\\x00')",
+                     "person_keys rows may only be added with a new version of their person"),
+                ):
+                    with pytest.raises(pg_errors.InsufficientPrivilege, match=re.escape(
+                            message)):
+                        raw.execute(statement, (made.person_id,))
+            assert app.erase_person(made.person_id).version == 2
+    finally:
+        drop_database(server_url, url)
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
