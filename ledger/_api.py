@@ -24,6 +24,7 @@ from peoplelog.schema import (
     InvalidInput,
     PersonNotFound,
     PersonView,
+    ProjectionDamaged,
     VersionConflict,
     VersionRecord,
     VersionRef,
@@ -430,10 +431,14 @@ class Ledger:
         return self._run(lambda conn: _heads.load_data_key(conn, keyring, person_id, version)
                          ).decrypt(field, blob)
 
-    def _claimant(self, email: NormalisedEmail, query: str) -> _read.Claimant | None:
+    def _claimant(self, email: NormalisedEmail, query: str, *,
+                  again: bool = True) -> _read.Claimant | None:
         """The person ``email``'s claim names, confirmed against their chain head; None
         when nobody claims it. During a blind-index rotation a claim may still be under an
-        older key of the keyring: each key's digest is tried, the active key's first."""
+        older key of the keyring: each key's digest is tried, the active key's first. On a
+        Citus cluster the claim and the head are read apart, so an email change may come
+        between them: a claim that does not confirm is read once more before it is
+        reported."""
         blinds = self._blind_indexes()
         split = self.database.distributed
         for blind in blinds.all:
@@ -454,7 +459,12 @@ class Ledger:
             return self._run(lambda conn: _heads.load_data_key(conn, self.keyring,
                                                                claimant.person_id))
 
-        _read.confirm_claim(self.keyring, claimant, digest, email, data_key)
+        try:
+            _read.confirm_claim(self.keyring, claimant, digest, email, data_key)
+        except ProjectionDamaged:
+            if split and again:
+                return self._claimant(email, query, again=False)
+            raise
         return claimant
 
     def _claimant_on_cluster(self, query: str, digest: bytes) -> Any:
