@@ -32,7 +32,7 @@ from smtp_inbox import Inbox, smtp_server
 
 from peoplelog.accounts import Accounts, AccountSettings, Client
 from peoplelog.fields import Keyring
-from peoplelog.ledger import Database, Ledger, init_store
+from peoplelog.ledger import Database, Ledger, check_keyring, init_store
 from peoplelog.ledger import Settings as LedgerSettings
 from peoplelog.schema import DISTRIBUTION_PLAN, InvalidToken, LoginFailed, PersonNotFound
 
@@ -411,11 +411,14 @@ def test_api_keys_and_the_security_log_verify(accounts: Accounts, cli: Cli,
 
 
 def test_the_app_role_cannot_rewrite_history_and_messages_name_tables(
-        database_url: str, owner: psycopg.Connection[Any], ledger: Ledger, cli: Cli,
+        database_url: str, owner: psycopg.Connection[Any], accounts: Accounts, cli: Cli,
         owner_url: str) -> None:
-    person = ledger.create_person(email=_email("guard"), name="Guarded").person_id
+    ledger = accounts.ledger
+    person = accounts.register(_email("guard"), password=PASSWORD, name="Guarded")
+    accounts.login(ledger.get_person(person).email or "", PASSWORD)  # a security event
     _as_owner(cli, owner_url, "checkpoint")
     with psycopg.connect(database_url, autocommit=True) as app:
+        check_keyring(app, ledger.keyring)  # the keyring's fingerprints are recorded
         for statement, expected in (
             ("UPDATE people SET actor = 'x' WHERE person_id = %s", "permission denied"),
             ("UPDATE people_latest SET name = '\\x00' WHERE person_id = %s",
@@ -424,6 +427,8 @@ def test_the_app_role_cannot_rewrite_history_and_messages_name_tables(
              "a data key may only be removed with the erasure of its person"),
             ("UPDATE security_events SET kind = 'x' WHERE %s::uuid IS NOT NULL",
              "security_events is append-only"),
+            ("UPDATE peoplelog_key_checks SET purpose = purpose WHERE %s::uuid IS NOT NULL",
+             "peoplelog_key_checks rows are only added: UPDATE is not allowed"),
         ):
             with pytest.raises(psycopg.Error) as caught:
                 app.execute(statement, (person,))
