@@ -218,8 +218,8 @@ def retire_kek(database: Database, keyring: Keyring, kek_id: str, *,
             raise Conflict(f"{kek_id!r} was drained at {drained.isoformat()}; with a "
                            f"retention of {retention}, backups of its epoch may exist until "
                            f"{(drained + retention).isoformat()}")
-        conn.execute("UPDATE kek_epochs SET retired_at = coalesce(retired_at, now())"
-                     " WHERE kek_id = %s", (kek_id,))
+        conn.execute("UPDATE kek_epochs SET retired_at = now()"  # a retired one stays
+                     " WHERE kek_id = %s AND retired_at IS NULL", (kek_id,))
 
     database.transaction(retire)
     return keyring.without(key.id)

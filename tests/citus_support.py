@@ -9,7 +9,9 @@ the same nodes are added to it; the tests then connect to the coordinator only.
 from __future__ import annotations
 
 import os
+import time
 import uuid
+from collections.abc import Callable
 
 import psycopg
 from psycopg import sql
@@ -74,14 +76,26 @@ def create_cluster_database(prefix: str) -> str:
 
 
 def drop_cluster_database(url: str) -> None:
+    """Drop a database made by ``create_cluster_database`` on every node. The workers may
+    still hold, for a moment, the connections the coordinator's sessions cached: each
+    node's drop is tried a few times."""
     name = str(conninfo_to_dict(url)["dbname"])
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
     with psycopg.connect(CITUS_URL, autocommit=True) as conn:
         workers = _nodes(conn)[1]
-        conn.execute("SET citus.enable_create_database_propagation = on")
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-            sql.Identifier(name)))
-    for host, port in workers:  # in case the drop did not reach a worker
+        _retry(lambda: conn.execute(drop))  # without propagation: each node on its own
+    for host, port in workers:
         with psycopg.connect(make_conninfo(CITUS_URL, host=host, port=port,
                                            dbname="postgres"), autocommit=True) as worker:
-            worker.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))
+            _retry(lambda: worker.execute(drop))
+
+
+def _retry(action: Callable[[], object], attempts: int = 20) -> None:
+    for attempt in range(attempts):
+        try:
+            action()
+            return
+        except psycopg.errors.ObjectInUse:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.25)

@@ -455,7 +455,13 @@ def test_key_encryption_and_blind_index_keys_rotate_online(cli: Cli, owner_url: 
     rewrapped = _as_owner(cli, owner_url, "keys", "rotate-kek")
     assert rewrapped["rewrapped"] >= 1 and rewrapped["remaining"] == 0
     epochs = _as_owner(cli, owner_url, "keys", "epochs")
-    assert [e["live_keys"] for e in epochs if e["drained_at"] is not None] == [0]
+    drained = [e for e in epochs if e["drained_at"] is not None]
+    assert [e["live_keys"] for e in drained] == [0]
+    retired = cli("keys", "retire-kek", drained[0]["kek_id"], "--retention", "0", "--json",
+                  env={"PEOPLELOG_DATABASE_URL": owner_url})
+    assert retired.code == 0, retired.stderr
+    assert [e["retired_at"] is not None for e in _as_owner(
+        cli, owner_url, "keys", "epochs") if e["kek_id"] == drained[0]["kek_id"]] == [True]
     assert _as_owner(cli, owner_url, "keys", "add-blind-key")["added"]
     moved = _as_owner(cli, owner_url, "keys", "rotate-blind-index")
     assert moved["reindexed"] >= 1 and moved["remaining"] == 0 and moved["unconfirmed"] == []
